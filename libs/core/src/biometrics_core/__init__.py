@@ -1,0 +1,1 @@
+"""BIOMETRICS ETL shared core."""

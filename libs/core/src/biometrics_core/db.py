@@ -1,0 +1,128 @@
+"""Database access: engines from settings, connection errors as one-line configuration errors."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from .errors import ConfigError
+from .redact import one_line, redact
+
+log = logging.getLogger(__name__)
+
+
+def parse_url(url: str, variable: str) -> URL:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"{variable} is not a valid SQLAlchemy URL") from None
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with its password hidden, for messages and manifests."""
+    try:
+        return make_url(url).render_as_string(hide_password=True) if isinstance(url, str) else url.render_as_string(
+            hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<invalid url>"
+
+
+def connect(url: str, variable: str, purpose: str, *, must_exist: bool = True) -> Engine:
+    """An engine that has been proven to connect; ConfigError (exit 2) otherwise."""
+    parsed = parse_url(url, variable)
+    if parsed.get_backend_name() == "sqlite" and must_exist:
+        database = parsed.database or ""
+        if database not in ("", ":memory:") and not Path(database).exists():
+            raise ConfigError(f"the {purpose} does not exist: {safe_url(parsed)} ({variable})")
+    try:
+        engine = sa.create_engine(parsed, pool_pre_ping=True)
+        with engine.connect():
+            pass
+    except NoSuchModuleError:
+        raise ConfigError(f"{variable}: unsupported database driver in {safe_url(parsed)}") from None
+    except DBAPIError as exc:
+        raise ConfigError(f"cannot connect to the {purpose} ({safe_url(parsed)}): "
+                          f"{one_line(redact(str(exc.orig), (parsed.password or '',)))}") from None
+    if engine.dialect.name == "sqlite":
+        _sqlite_pragmas(engine)
+    return engine
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def libpq_env(url: str | URL) -> dict[str, str]:
+    """PG* environment variables for client tools (pg_dump): keeps the password out of argv."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    env = {}
+    if parsed.host:
+        env["PGHOST"] = parsed.host
+    if parsed.port:
+        env["PGPORT"] = str(parsed.port)
+    if parsed.username:
+        env["PGUSER"] = parsed.username
+    if parsed.password:
+        env["PGPASSWORD"] = str(parsed.password)
+    if parsed.database:
+        env["PGDATABASE"] = parsed.database
+    host = parsed.query.get("host")
+    if host and "PGHOST" not in env:
+        env["PGHOST"] = host if isinstance(host, str) else host[0]
+    return env
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read()-able stream over an iterator of byte chunks (feeds COPY FROM STDIN)."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+def copy_in(connection: sa.Connection, copy_sql: str, chunks: Iterable[bytes]) -> None:
+    """Run ``COPY … FROM STDIN`` on the connection's transaction, streaming the chunks."""
+    dbapi = connection.connection.dbapi_connection
+    with dbapi.cursor() as cursor:
+        cursor.copy_expert(copy_sql, io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20), size=1 << 20)
+
+
+def copy_out(engine: Engine, copy_sql: str, target) -> None:
+    """Run ``COPY … TO STDOUT`` into a writable binary file object."""
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            cursor.copy_expert(copy_sql, target, size=1 << 20)
+        raw.commit()
+    finally:
+        raw.close()

@@ -1,0 +1,56 @@
+"""The run manifest: what one stage run did, printed as the last stdout line (Airflow's XCom)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class RunManifest:
+    stage: str
+    command: str
+    date: str | None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat())
+    status: str = "success"
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rejected: dict[str, int] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+    version: str = ""
+    details: dict = field(default_factory=dict)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rows_rejected.values())
+
+    @property
+    def error_rate(self) -> float:
+        return self.rejected_total / self.rows_in if self.rows_in else 0.0
+
+    def reject(self, reason: str, count: int) -> None:
+        if count:
+            self.rows_rejected[reason] = self.rows_rejected.get(reason, 0) + int(count)
+
+    def to_dict(self) -> dict:
+        payload = asdict(self)
+        payload["rows_rejected_total"] = self.rejected_total
+        payload["error_rate"] = round(self.error_rate, 6)
+        return payload
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=str, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> "RunManifest":
+        known = {k: v for k, v in payload.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def manifest_path(stage: str, command: str) -> str:
+    """Where a stage leaves its manifest in staging (load records those in ``etl_runs``)."""
+    return f"manifests/{stage}-{command}.json"

@@ -1,0 +1,39 @@
+"""Keep secrets out of messages: passwords in URLs and known secret values."""
+
+from __future__ import annotations
+
+import os
+import re
+
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
+_SECRET_ENV_VARS = ("BIOMETRICS_DB_URL", "BIOMETRICS_WAREHOUSE_URL", "BIOMETRICS_RESTORE_TARGET_URL",
+                    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
+
+
+def _secret_values() -> list[str]:
+    values = []
+    for name in _SECRET_ENV_VARS:
+        raw = os.environ.get(name)
+        if not raw:
+            continue
+        match = _URL_PASSWORD.search(raw)
+        if match:
+            values.append(match.group("pw"))
+        elif "://" not in raw:
+            values.append(raw)
+    return [v for v in values if len(v) >= 3]
+
+
+def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
+    """Return text with URL passwords and the values of secret variables masked."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
+    for secret in [*_secret_values(), *extra_secrets]:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """Collapse a (possibly multi-line driver) message into one short line."""
+    line = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

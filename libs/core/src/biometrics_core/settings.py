@@ -1,0 +1,93 @@
+"""Settings come from the environment only (never from arguments: Airflow shows arguments).
+
+Every variable the stages read is declared here, once, with its default; the README's
+configuration table is generated from ``SETTINGS`` (see ``describe()``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("BIOMETRICS_DB_URL", None, "Application database (SQLAlchemy URL); source of readings.", True),
+    Setting("BIOMETRICS_WAREHOUSE_URL", None, "Warehouse database (SQLAlchemy URL).", True),
+    Setting("BIOMETRICS_BATCH_SIZE", "10000", "Rows a stage holds at once where it streams."),
+    Setting("BIOMETRICS_INBOX_PATH", None, "Vendor inbox root; default `<staging-path>/inbox`."),
+    Setting("BIOMETRICS_WORK_DIR", None, "Local scratch directory; default the system temp dir."),
+    Setting("BIOMETRICS_MEMORY_LIMIT", "512MB", "Memory budget of the transform engine (DuckDB)."),
+    Setting("BIOMETRICS_THREADS", None, "Threads of the transform engine; default all cores."),
+    Setting("BIOMETRICS_RETENTION_DAYS", "90", "Default `--retention-days` of `biometrics-backup purge`."),
+    Setting("BIOMETRICS_VOLUME_MIN_RATIO", "0.5", "Validate: lowest accepted day volume / trailing 7-day mean."),
+    Setting("BIOMETRICS_VOLUME_MAX_RATIO", "2.0", "Validate: highest accepted day volume / trailing 7-day mean."),
+    Setting("BIOMETRICS_RESTORE_TARGET_URL", None, "Default `--target-url` of `biometrics-backup restore`.", True),
+    Setting("BIOMETRICS_LOG_LEVEL", "INFO", "Log level of the stage (logs go to stderr)."),
+    Setting("AWS_ACCESS_KEY_ID", None, "S3 staging credentials (standard AWS variable).", True),
+    Setting("AWS_SECRET_ACCESS_KEY", None, "S3 staging credentials (standard AWS variable).", True),
+    Setting("AWS_DEFAULT_REGION", "us-east-1", "S3 region (standard AWS variable)."),
+    Setting("AWS_ENDPOINT_URL", None, "S3-compatible endpoint (MinIO, a local test server)."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def get(name: str) -> str | None:
+    """The value of a declared setting, or its default."""
+    setting = _BY_NAME[name]
+    value = os.environ.get(name)
+    return value if value not in (None, "") else setting.default
+
+
+def require(name: str, purpose: str) -> str:
+    value = get(name)
+    if not value:
+        raise ConfigError(f"{name} is not set: it must hold the {purpose}")
+    return value
+
+
+def get_int(name: str, minimum: int = 1) -> int:
+    raw = get(name)
+    try:
+        value = int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def get_float(name: str) -> float:
+    raw = get(name)
+    try:
+        return float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def batch_size() -> int:
+    return get_int("BIOMETRICS_BATCH_SIZE")
+
+
+def source_url() -> str:
+    return require("BIOMETRICS_DB_URL", "application database URL (source of readings)")
+
+
+def warehouse_url() -> str:
+    return require("BIOMETRICS_WAREHOUSE_URL", "warehouse database URL")
+
+
+def describe() -> list[dict[str, str]]:
+    """Rows of the configuration table (README)."""
+    return [{"name": s.name, "default": s.default or "", "help": s.help, "secret": "yes" if s.secret else ""}
+            for s in SETTINGS]

@@ -1,0 +1,223 @@
+"""One interface over the staging area, local (`file://`, plain path) or S3 (`s3://bucket/prefix`).
+
+Stages never write half an output: they build it in a work directory and ``publish`` it, which
+replaces the previous output of that stage in one step (a rename on local disk; delete-then-upload
+on S3, where the old output is only removed once the new one is complete locally).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from . import settings
+from .errors import ConfigError, InputError
+from .redact import one_line, redact
+
+
+def _s3_filesystem() -> pafs.S3FileSystem:
+    # pyarrow does not read AWS_ENDPOINT_URL by itself: pass it explicitly.
+    kwargs: dict = {"region": settings.get("AWS_DEFAULT_REGION")}
+    endpoint = settings.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parsed = urlparse(endpoint)
+        if parsed.scheme and parsed.netloc:
+            kwargs["endpoint_override"] = parsed.netloc
+            kwargs["scheme"] = parsed.scheme
+        else:
+            kwargs["endpoint_override"] = endpoint
+    key, secret = settings.get("AWS_ACCESS_KEY_ID"), settings.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret:
+        kwargs["access_key"], kwargs["secret_key"] = key, secret
+        token = os.environ.get("AWS_SESSION_TOKEN")
+        if token:
+            kwargs["session_token"] = token
+    return pafs.S3FileSystem(**kwargs)
+
+
+class Staging:
+    """A staging location: ``rel`` paths below it use forward slashes."""
+
+    def __init__(self, url: str):
+        if not url:
+            raise ConfigError("--staging-path is empty")
+        self.url = url.rstrip("/") if url != "/" else url
+        parsed = urlparse(url)
+        if parsed.scheme == "s3":
+            if not parsed.netloc:
+                raise ConfigError(f"invalid staging path {url!r}: expected s3://bucket/prefix")
+            self.fs: pafs.FileSystem = _s3_filesystem()
+            self.root = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+            self.is_local = False
+        elif parsed.scheme in ("file", ""):
+            path = parsed.path if parsed.scheme == "file" else url
+            if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+                raise ConfigError(f"invalid staging path {url!r}: file URLs must be file:///absolute/path")
+            self.fs = pafs.LocalFileSystem()
+            self.root = str(Path(path).expanduser().absolute())
+            self.is_local = True
+        else:
+            raise ConfigError(f"unsupported staging path {url!r}: use file:///path, a local path or s3://bucket/prefix")
+
+    # -- paths -------------------------------------------------------------------------------
+    def path(self, rel: str = "") -> str:
+        rel = rel.strip("/")
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def uri(self, rel: str = "") -> str:
+        rel = rel.strip("/")
+        if self.is_local:
+            return "file://" + self.path(rel)
+        return "s3://" + self.path(rel)
+
+    def child(self, rel: str) -> "Staging":
+        return Staging(self.uri(rel))
+
+    # -- queries -----------------------------------------------------------------------------
+    def _info(self, rel: str) -> pafs.FileInfo:
+        try:
+            return self.fs.get_file_info(self.path(rel))
+        except OSError as exc:
+            raise InputError(f"cannot read staging {self.uri(rel)}: {one_line(redact(str(exc)))}") from None
+
+    def exists(self, rel: str) -> bool:
+        return self._info(rel).type != pafs.FileType.NotFound
+
+    def list_files(self, rel: str = "", suffixes: tuple[str, ...] = ()) -> list[str]:
+        """Files below ``rel`` (recursive), as paths relative to the staging root, sorted."""
+        base = self.path(rel)
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        except OSError as exc:
+            raise InputError(f"cannot list staging {self.uri(rel)}: {one_line(redact(str(exc)))}") from None
+        prefix = self.root + "/" if self.root != "/" else "/"
+        found = []
+        for info in infos:
+            if info.type != pafs.FileType.File:
+                continue
+            name = info.path[len(prefix):] if info.path.startswith(prefix) else info.path
+            if any(part.startswith(".") for part in name.split("/")):
+                continue  # work directories and hidden files are never inputs
+            if not suffixes or name.endswith(suffixes):
+                found.append(name)
+        return sorted(found)
+
+    def list_dirs(self, rel: str = "") -> list[str]:
+        """Names of the immediate subdirectories of ``rel``."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel), recursive=False, allow_not_found=True))
+        except OSError as exc:
+            raise InputError(f"cannot list staging {self.uri(rel)}: {one_line(redact(str(exc)))}") from None
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+    # -- reading -----------------------------------------------------------------------------
+    def read_bytes(self, rel: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self.path(rel)) as stream:
+                return stream.read()
+        except FileNotFoundError:
+            raise InputError(f"missing staging input {self.uri(rel)}") from None
+        except OSError as exc:
+            raise InputError(f"cannot read {self.uri(rel)}: {one_line(redact(str(exc)))}") from None
+
+    def read_json(self, rel: str) -> dict:
+        try:
+            return json.loads(self.read_bytes(rel))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{self.uri(rel)} is not valid JSON: {exc}") from None
+
+    def open_input(self, rel: str):
+        return self.fs.open_input_file(self.path(rel))
+
+    def parquet_dataset(self, rel: str, schema=None) -> ds.Dataset:
+        """The Parquet files of a staged output; InputError when there is none."""
+        if not self.exists(rel):
+            raise InputError(f"missing staging input {self.uri(rel)}: did the previous stage run for this date?")
+        files = [self.path(f) for f in self.list_files(rel, (".parquet",))]
+        return ds.dataset(files, schema=schema, format="parquet", filesystem=self.fs)
+
+    def download(self, rel: str, local_path: str | os.PathLike) -> None:
+        try:
+            pafs.copy_files(self.path(rel), str(local_path), source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+        except FileNotFoundError:
+            raise InputError(f"missing staging input {self.uri(rel)}") from None
+        except OSError as exc:
+            raise InputError(f"cannot download {self.uri(rel)}: {one_line(redact(str(exc)))}") from None
+
+    # -- writing -----------------------------------------------------------------------------
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        try:
+            if self.is_local:
+                Path(self.path(rel)).parent.mkdir(parents=True, exist_ok=True)
+            with self.fs.open_output_stream(self.path(rel)) as stream:
+                stream.write(data)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {self.uri(rel)}: {one_line(redact(str(exc)))}") from None
+
+    def write_json(self, rel: str, payload: dict) -> None:
+        self.write_bytes(rel, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+    def delete(self, rel: str) -> None:
+        info = self._info(rel)
+        try:
+            if info.type == pafs.FileType.Directory:
+                self.fs.delete_dir(self.path(rel))
+            elif info.type == pafs.FileType.File:
+                self.fs.delete_file(self.path(rel))
+        except OSError as exc:
+            raise ConfigError(f"cannot delete {self.uri(rel)}: {one_line(redact(str(exc)))}") from None
+
+    @contextlib.contextmanager
+    def workdir(self) -> Iterator[Path]:
+        """A private local scratch directory, removed afterwards.
+
+        For local staging it lives inside the staging folder (hidden), so ``publish`` is a rename.
+        """
+        if self.is_local:
+            base = Path(self.path(".work"))
+        else:
+            base = Path(settings.get("BIOMETRICS_WORK_DIR") or tempfile.gettempdir())
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(prefix=f"run-{uuid.uuid4().hex[:8]}-", dir=base))
+        except OSError as exc:
+            raise ConfigError(f"cannot create a work directory under {base}: {exc.strerror}") from None
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                base.rmdir()  # only if empty: other runs may share it
+
+    def publish(self, local_dir: str | os.PathLike, rel: str) -> None:
+        """Replace the staged directory ``rel`` with the contents of ``local_dir``."""
+        local_dir = Path(local_dir)
+        try:
+            if self.is_local:
+                target = Path(self.path(rel))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                old = None
+                if target.exists():
+                    old = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
+                    target.rename(old)
+                shutil.move(str(local_dir), str(target))
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+            else:
+                if self.exists(rel):
+                    self.fs.delete_dir(self.path(rel))
+                pafs.copy_files(str(local_dir), self.path(rel), source_filesystem=pafs.LocalFileSystem(),
+                                destination_filesystem=self.fs)
+        except OSError as exc:
+            raise ConfigError(f"cannot publish {self.uri(rel)}: {one_line(redact(str(exc)))}") from None

@@ -1,0 +1,1 @@
+"""Helpers for tests, the demo and the benchmark. Never installed in the stage images."""

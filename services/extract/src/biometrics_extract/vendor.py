@@ -1,0 +1,161 @@
+"""Vendor files: CSV or JSON Lines under ``<inbox>/<vendor>/<date>/`` with the source fields.
+
+A file is taken whole or not at all: one malformed line makes the file malformed (exit 2, nothing
+staged), so a vendor's delivery is never half-loaded. Values that parse but break the data rules
+(NaN, unknown units, …) are not malformed: the transform dead-letters them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from biometrics_core.errors import InputError
+from biometrics_core.schemas import READINGS
+from biometrics_core.staging import Staging
+
+REQUIRED = ("reading_id", "user_id", "device_id", "metric_type", "value", "unit", "created_at")
+SUFFIXES = (".csv", ".jsonl", ".ndjson")
+
+
+@dataclass
+class VendorFile:
+    vendor: str
+    uri: str
+    table: pa.Table
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _int(value, field: str) -> int:
+    if isinstance(value, bool):
+        raise _Malformed(f"{field} must be a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise _Malformed(f"{field} must be a whole number, got {value!r}")
+
+
+def _text(value, field: str, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise _Malformed(f"{field} is empty")
+        return None
+    if not isinstance(value, str):
+        raise _Malformed(f"{field} must be text, got {value!r}")
+    return value
+
+
+def _float(value) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise _Malformed(f"value must be a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)  # accepts "NaN": a bad record, not a malformed file
+        except ValueError:
+            pass
+    raise _Malformed(f"value must be a number, got {value!r}")
+
+
+def _timestamp(value, field: str, required: bool, default: dt.datetime | None = None) -> dt.datetime | None:
+    if value is None or value == "":
+        if required:
+            raise _Malformed(f"{field} is empty")
+        return default
+    if not isinstance(value, str):
+        raise _Malformed(f"{field} must be an ISO 8601 timestamp, got {value!r}")
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise _Malformed(f"{field} is not an ISO 8601 timestamp: {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)  # vendor times without an offset are UTC
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def _record(raw: dict, received: dt.datetime, vendor: str) -> dict:
+    missing = [f for f in REQUIRED if f not in raw]
+    if missing:
+        raise _Malformed(f"missing field(s) {', '.join(missing)}")
+    return {
+        "reading_id": _int(raw["reading_id"], "reading_id"),
+        "user_id": _int(raw["user_id"], "user_id"),
+        "device_id": _text(raw["device_id"], "device_id", True),
+        "metric_type": _text(raw["metric_type"], "metric_type", True),
+        "value": _float(raw["value"]),
+        "unit": _text(raw["unit"], "unit", False),
+        "created_at": _timestamp(raw["created_at"], "created_at", True),
+        "ingested_at": _timestamp(raw.get("ingested_at"), "ingested_at", False, received),
+        "source": vendor,
+    }
+
+
+def _lines(name: str, text: str):
+    if name.endswith(".csv"):
+        reader = csv.DictReader(io.StringIO(text))
+        header = reader.fieldnames or []
+        missing = [f for f in REQUIRED if f not in header]
+        if missing:
+            raise _Malformed(f"CSV header lacks column(s) {', '.join(missing)}")
+        for row in reader:
+            if None in row or any(v is None for v in row.values()):
+                raise _Malformed(f"line {reader.line_num}: wrong number of fields")
+            yield reader.line_num, row
+    else:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise _Malformed(f"line {lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise _Malformed(f"line {lineno}: expected a JSON object")
+            yield lineno, row
+
+
+def parse_file(vendor: str, name: str, data: bytes, received: dt.datetime) -> pa.Table:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _Malformed("not UTF-8 text") from None
+    records = []
+    for lineno, raw in _lines(name, text):
+        try:
+            records.append(_record(raw, received, vendor))
+        except _Malformed as exc:
+            if str(exc).startswith("line "):
+                raise
+            raise _Malformed(f"line {lineno}: {exc}") from None
+    return pa.Table.from_pylist(records, schema=READINGS)
+
+
+def read_inbox(inbox: Staging, day: dt.date) -> list[VendorFile]:
+    """Every vendor file of the day, parsed and validated; InputError on the first malformed one."""
+    received = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    files = []
+    for vendor in inbox.list_dirs(""):
+        for rel in inbox.list_files(f"{vendor}/{day.isoformat()}"):
+            uri = inbox.uri(rel)
+            if not rel.endswith(SUFFIXES):
+                raise InputError(f"malformed vendor file {uri}: unsupported file type (use .csv or .jsonl)")
+            try:
+                table = parse_file(vendor, rel, inbox.read_bytes(rel), received)
+            except _Malformed as exc:
+                raise InputError(f"malformed vendor file {uri}: {exc}") from None
+            files.append(VendorFile(vendor, uri, table))
+    return files
+
+

@@ -1,0 +1,64 @@
+"""``biometrics-load``: the warehouse schema and the day's load."""
+
+from __future__ import annotations
+
+import logging
+
+from biometrics_core import db, schemas, settings
+from biometrics_core.cli import StageRun, stage_command, stage_group
+from biometrics_core.manifest import RunManifest, manifest_path
+
+from . import loader
+from .schema import migrate as migrate_schema
+
+log = logging.getLogger(__name__)
+
+main = stage_group("load", "Load stage of the BIOMETRICS ETL.")
+
+
+def _warehouse():
+    return db.connect(settings.warehouse_url(), "BIOMETRICS_WAREHOUSE_URL", "warehouse", must_exist=False)
+
+
+@stage_command(main, "migrate", help="Create or upgrade the warehouse schema (idempotent).", dated=False, staged=False)
+def migrate(run: StageRun):
+    engine = _warehouse()
+    before, after = migrate_schema(engine)
+    run.manifest.details = {"revision_before": before, "revision_after": after, "warehouse": db.safe_url(engine.url)}
+    engine.dispose()
+    return run.manifest
+
+
+def _upstream_manifests(run: StageRun) -> list[RunManifest]:
+    found = []
+    for stage in ("extract", "transform"):
+        rel = manifest_path(stage, "readings")
+        if run.staging.exists(rel):
+            found.append(RunManifest.from_dict(run.staging.read_json(rel)))
+    return found
+
+
+@stage_command(main, "readings", help="Load the day's transformed readings, metrics and dead letters (replaces the day).")
+def readings(run: StageRun):
+    batch_size = settings.batch_size()
+    engine = _warehouse()
+    staging = run.staging
+    data = loader.DayData(
+        readings=staging.parquet_dataset(schemas.TRANSFORM_READINGS, schemas.CLEAN_READINGS),
+        daily_metrics=staging.parquet_dataset(schemas.TRANSFORM_DAILY_METRICS, schemas.DAILY_METRICS),
+        dead_letters=staging.parquet_dataset(schemas.TRANSFORM_DEAD_LETTERS, schemas.DEAD_LETTERS),
+        manifests=_upstream_manifests(run),
+    )
+    migrate_schema(engine)
+    run.manifest.rows_in = data.readings.count_rows() + data.dead_letters.count_rows()
+    counts = loader.load_day(engine, run.day, data, batch_size, run.manifest, run.finish)
+    engine.dispose()
+    run.manifest.rows_out = counts.readings
+    run.manifest.details = {
+        "readings": counts.readings, "daily_metrics": counts.daily_metrics, "dead_letters": counts.dead_letters,
+        "replaced_readings": counts.replaced_readings, "warehouse": db.safe_url(engine.url),
+    }
+    run.manifest.outputs = [f"{db.safe_url(engine.url)}#biometric_readings/date={run.day}"]
+    log.info("loaded %s: %d readings, %d daily metrics, %d dead letters (replaced %d readings)", run.day,
+             counts.readings, counts.daily_metrics, counts.dead_letters, counts.replaced_readings)
+    return run.manifest

@@ -1,0 +1,81 @@
+"""``biometrics-transform``: clean readings, daily metrics and dead letters of the day, as Parquet."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from biometrics_core import schemas, settings
+from biometrics_core.cli import StageRun, stage_command, stage_group
+from biometrics_core.errors import InputError
+
+from . import rules
+
+log = logging.getLogger(__name__)
+
+main = stage_group("transform", "Transform stage of the BIOMETRICS ETL.")
+
+OUTPUTS = {
+    schemas.TRANSFORM_READINGS: rules.CLEAN,
+    schemas.TRANSFORM_DAILY_METRICS: rules.DAILY_METRICS,
+    schemas.TRANSFORM_DEAD_LETTERS: rules.DEAD_LETTERS,
+}
+
+
+def _staged_inputs(run: StageRun, work) -> list[str]:
+    """Local paths of the extract output (downloaded first when staging is remote)."""
+    staging = run.staging
+    if not staging.exists(schemas.EXTRACT_READINGS):
+        raise InputError(f"missing staging input {staging.uri(schemas.EXTRACT_READINGS)}: "
+                         "run biometrics-extract for this date first")
+    files = staging.list_files(schemas.EXTRACT_READINGS, (".parquet",))
+    if not files:
+        raise InputError(f"no Parquet files in {staging.uri(schemas.EXTRACT_READINGS)}")
+    if staging.is_local:
+        return [staging.path(f) for f in files]
+    local = []
+    for index, rel in enumerate(files):
+        target = work / "input" / f"{index:05d}.parquet"
+        target.parent.mkdir(exist_ok=True)
+        staging.download(rel, target)
+        local.append(str(target))
+    return local
+
+
+@stage_command(main, "readings", help="Clean, normalise, deduplicate and aggregate the day's staged readings.")
+def readings(run: StageRun):
+    threads = settings.get("BIOMETRICS_THREADS")
+    now = dt.datetime.now(dt.timezone.utc)
+    with run.staging.workdir() as work:
+        inputs = _staged_inputs(run, work)
+        con = rules.connect(settings.get("BIOMETRICS_MEMORY_LIMIT"), int(threads) if threads else None,
+                            str(work / "duckdb.tmp"))
+        try:
+            con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet({rules.sql_list(inputs)})")
+            (rows_in,) = con.execute("SELECT count(*) FROM staged").fetchone()
+            rules.classify(con, run.day)
+            for rel, query in OUTPUTS.items():
+                out = work / "out" / rel
+                out.mkdir(parents=True)
+                con.execute(f"COPY ({rules.render(query, run.day, now)}) TO {rules.sql_list([str(out / 'part-0.parquet')])[1:-1]} "
+                            "(FORMAT parquet, COMPRESSION zstd)")
+            counts = dict(con.execute(
+                "SELECT coalesce(rule_reason, CASE WHEN dup_rank > 1 THEN 'duplicate' END) AS outcome, count(*) "
+                "FROM classified GROUP BY ALL").fetchall())
+            (groups,) = con.execute(f"SELECT count(*) FROM ({rules.render(rules.DAILY_METRICS, run.day)})").fetchone()
+        finally:
+            con.close()
+        for rel in OUTPUTS:
+            run.staging.publish(work / "out" / rel, rel)
+    clean = counts.pop(None, 0)
+    run.manifest.rows_in = rows_in
+    run.manifest.rows_out = clean
+    for reason, count in sorted(counts.items()):
+        run.manifest.reject(reason, count)
+    run.manifest.outputs = [run.staging.uri(rel) for rel in OUTPUTS]
+    run.manifest.details = {"daily_metrics_rows": groups}
+    log.info("transformed %d rows: %d clean, %d rejected %s", rows_in, clean, run.manifest.rejected_total,
+             run.manifest.rows_rejected)
+    return run.manifest
+
+

@@ -1,0 +1,118 @@
+"""The transform rules as one columnar DuckDB program: no Python loop per row.
+
+Every input row gets exactly one outcome: clean, or rejected with a reason (the first rule it
+breaks, in the order of ``REJECT_REASONS``), so clean + rejected always equals the input.
+Duplicates are looked for among the rows that pass the other rules, so a broken record never
+pushes out a good one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from biometrics_core.catalogue import unit_rows
+from biometrics_core.dates import day_window
+
+_CLASSIFY = """
+CREATE TEMP TABLE classified AS
+WITH src AS (
+    SELECT r.*, coalesce(r.unit, m.canonical_unit) AS unit_in, m.canonical_unit,
+           u.shift, u.factor, u.low, u.high
+    FROM staged r
+    LEFT JOIN metric_catalogue m ON m.metric_type = r.metric_type
+    LEFT JOIN unit_catalogue u ON u.metric_type = r.metric_type AND u.unit = coalesce(r.unit, m.canonical_unit)
+), judged AS (
+    SELECT *, (value - shift) * factor AS canonical_value,
+        CASE
+            WHEN created_at < $day_start OR created_at >= $day_end THEN 'outside_data_day'
+            WHEN canonical_unit IS NULL THEN 'unknown_metric_type'
+            WHEN shift IS NULL THEN 'unknown_unit'
+            WHEN value IS NULL OR isnan(value) THEN 'missing_value'
+            WHEN NOT ((value - shift) * factor BETWEEN low AND high) THEN 'out_of_range'
+        END AS rule_reason
+    FROM src
+)
+SELECT *,
+    CASE WHEN rule_reason IS NULL THEN
+        row_number() OVER (PARTITION BY rule_reason IS NULL, user_id, device_id, metric_type, created_at
+                           ORDER BY reading_id, source <> 'database', source)
+    END AS dup_rank,
+    CASE WHEN rule_reason IS NULL THEN
+        first_value(source || ':' || reading_id) OVER (
+            PARTITION BY rule_reason IS NULL, user_id, device_id, metric_type, created_at
+            ORDER BY reading_id, source <> 'database', source)
+    END AS kept_record
+FROM judged
+"""
+
+CLEAN = """
+SELECT $day::DATE AS date, source, reading_id, user_id, device_id, metric_type,
+       canonical_value AS value, canonical_unit AS unit, created_at, ingested_at
+FROM classified WHERE rule_reason IS NULL AND dup_rank = 1
+"""
+
+DAILY_METRICS = """
+SELECT $day::DATE AS date, user_id, metric_type, avg(canonical_value) AS value,
+       min(canonical_value) AS min_value, max(canonical_value) AS max_value,
+       sum(canonical_value) AS sum_value, count(*)::BIGINT AS sample_count
+FROM classified WHERE rule_reason IS NULL AND dup_rank = 1
+GROUP BY user_id, metric_type
+"""
+
+_JSON_VALUE = ("CASE WHEN value IS NULL THEN NULL WHEN isnan(value) OR isinf(value) "
+               "THEN to_json(CAST(value AS VARCHAR)) ELSE to_json(value) END")
+_ISO = "strftime(CAST({col} AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%fZ')"
+
+DEAD_LETTERS = f"""
+SELECT $day::DATE AS date, 'transform' AS stage, source, CAST(reading_id AS VARCHAR) AS source_record_id,
+    CAST(json_object('reading_id', reading_id, 'user_id', user_id, 'device_id', device_id,
+                     'metric_type', metric_type, 'value', {_JSON_VALUE}, 'unit', unit,
+                     'created_at', {_ISO.format(col='created_at')},
+                     'ingested_at', {_ISO.format(col='ingested_at')}, 'source', source) AS VARCHAR) AS record,
+    coalesce(rule_reason, 'duplicate') AS reason,
+    CASE coalesce(rule_reason, 'duplicate')
+        WHEN 'outside_data_day' THEN 'created_at ' || {_ISO.format(col='created_at')} || ' is not on ' || $day
+        WHEN 'unknown_metric_type' THEN 'metric_type ''' || metric_type || ''' is not in the catalogue'
+        WHEN 'unknown_unit' THEN 'unit ''' || unit_in || ''' is not accepted for ' || metric_type
+                                 || ' (canonical: ' || canonical_unit || ')'
+        WHEN 'missing_value' THEN CASE WHEN value IS NULL THEN 'value is NULL' ELSE 'value is NaN' END
+        WHEN 'out_of_range' THEN 'value ' || CAST(canonical_value AS VARCHAR) || ' ' || canonical_unit
+                                 || ' is outside [' || CAST(low AS VARCHAR) || ', ' || CAST(high AS VARCHAR) || ']'
+        ELSE 'duplicate of ' || kept_record || ' (same user_id, device_id, metric_type, created_at)'
+    END AS detail,
+    $now::TIMESTAMPTZ AS created_at
+FROM classified WHERE rule_reason IS NOT NULL OR dup_rank > 1
+"""
+
+
+def connect(memory_limit: str, threads: int | None, temp_dir: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": temp_dir,
+                                 "preserve_insertion_order": False,
+                                 **({"threads": threads} if threads else {})})
+    con.execute("CREATE TEMP TABLE unit_catalogue (metric_type VARCHAR, unit VARCHAR, shift DOUBLE, factor DOUBLE, "
+                "canonical_unit VARCHAR, low DOUBLE, high DOUBLE)")
+    con.executemany("INSERT INTO unit_catalogue VALUES (?, ?, ?, ?, ?, ?, ?)", unit_rows())
+    con.execute("CREATE TEMP TABLE metric_catalogue AS SELECT metric_type, canonical_unit FROM unit_catalogue "
+                "WHERE unit = canonical_unit")
+    return con
+
+
+def render(query: str, day: dt.date, now: dt.datetime | None = None) -> str:
+    """Inline the run's constants (DuckDB cannot prepare COPY or DDL statements)."""
+    start, end = day_window(day)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return (query.replace("$day_start", f"TIMESTAMPTZ '{start.isoformat()}'")
+            .replace("$day_end", f"TIMESTAMPTZ '{end.isoformat()}'")
+            .replace("$day", f"'{day.isoformat()}'")
+            .replace("$now", f"'{now.isoformat()}'"))
+
+
+def sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def classify(con: duckdb.DuckDBPyConnection, day: dt.date) -> None:
+    """Judge every row of the ``staged`` view; the result is the ``classified`` table."""
+    con.execute(render(_CLASSIFY, day))
