@@ -8,6 +8,7 @@ on S3, where the old output is only removed once the new one is complete locally
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -92,6 +93,13 @@ class Staging:
 
     def exists(self, rel: str) -> bool:
         return self._info(rel).type != pafs.FileType.NotFound
+
+    def modified_at(self, rel: str) -> dt.datetime:
+        info = self._info(rel)
+        if info.type == pafs.FileType.NotFound:
+            raise InputError(f"missing staging input {self.uri(rel)}")
+        mtime = info.mtime or dt.datetime.now(dt.timezone.utc)
+        return (mtime if mtime.tzinfo else mtime.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
 
     def list_files(self, rel: str = "", suffixes: tuple[str, ...] = ()) -> list[str]:
         """Files below ``rel`` (recursive), as paths relative to the staging root, sorted."""

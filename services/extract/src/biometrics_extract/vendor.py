@@ -143,8 +143,11 @@ def parse_file(vendor: str, name: str, data: bytes, received: dt.datetime) -> pa
 
 
 def read_inbox(inbox: Staging, day: dt.date) -> list[VendorFile]:
-    """Every vendor file of the day, parsed and validated; InputError on the first malformed one."""
-    received = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    """Every vendor file of the day, parsed and validated; InputError on the first malformed one.
+
+    A record without ``ingested_at`` gets its file's modification time: when the vendor delivered
+    it, and the same on every rerun (a rerun must reproduce the warehouse exactly).
+    """
     files = []
     for vendor in inbox.list_dirs(""):
         for rel in inbox.list_files(f"{vendor}/{day.isoformat()}"):
@@ -152,7 +155,7 @@ def read_inbox(inbox: Staging, day: dt.date) -> list[VendorFile]:
             if not rel.endswith(SUFFIXES):
                 raise InputError(f"malformed vendor file {uri}: unsupported file type (use .csv or .jsonl)")
             try:
-                table = parse_file(vendor, rel, inbox.read_bytes(rel), received)
+                table = parse_file(vendor, rel, inbox.read_bytes(rel), inbox.modified_at(rel))
             except _Malformed as exc:
                 raise InputError(f"malformed vendor file {uri}: {exc}") from None
             files.append(VendorFile(vendor, uri, table))

@@ -97,14 +97,38 @@ def _load_postgres(engine, day, data, batch_size, own, finish) -> LoadCounts:
         _delete_dead_letters(conn, day)
         counts.dead_letters = _copy(conn, warehouse.DEAD_LETTERS_TABLE, DEAD_LETTER_COLUMNS, data.dead_letters,
                                     batch_size)
+        _restore_dead_letter_history(conn, day)
         conn.execute(sa.text(f"ANALYZE {partition}"))
         _record(conn, data, own, counts, finish)
     return counts
 
 
+def _stages(sql: str) -> sa.TextClause:
+    return sa.text(sql).bindparams(sa.bindparam("stages", expanding=True))
+
+
 def _delete_dead_letters(conn: sa.Connection, day: dt.date) -> None:
-    conn.execute(sa.text(f"DELETE FROM {warehouse.DEAD_LETTERS_TABLE} WHERE date = :d AND stage IN :stages")
-                 .bindparams(sa.bindparam("stages", expanding=True)), {"d": day, "stages": list(PIPELINE_STAGES)})
+    """Remove the day's pipeline dead letters, remembering when each entered the queue and its status.
+
+    A rerun re-creates the same dead letters; they keep their first ``created_at`` and whatever an
+    operator decided (``replayed``/``discarded``), so reruns never reset the queue.
+    """
+    params = {"d": day, "stages": list(PIPELINE_STAGES)}
+    conn.execute(sa.text("DROP TABLE IF EXISTS dead_letters_kept"))
+    conn.execute(_stages(
+        "CREATE TEMP TABLE dead_letters_kept AS SELECT source, source_record_id, reason, stage, created_at, status, "
+        f"status_changed_at FROM {warehouse.DEAD_LETTERS_TABLE} WHERE date = :d AND stage IN :stages"), params)
+    conn.execute(_stages(f"DELETE FROM {warehouse.DEAD_LETTERS_TABLE} WHERE date = :d AND stage IN :stages"), params)
+
+
+def _restore_dead_letter_history(conn: sa.Connection, day: dt.date) -> None:
+    table = warehouse.DEAD_LETTERS_TABLE
+    conn.execute(sa.text(
+        f"UPDATE {table} SET created_at = k.created_at, status = k.status, status_changed_at = k.status_changed_at "
+        f"FROM dead_letters_kept k WHERE {table}.date = :d AND {table}.stage = k.stage "
+        f"AND {table}.source = k.source AND {table}.reason = k.reason "
+        f"AND {table}.source_record_id IS NOT DISTINCT FROM k.source_record_id"), {"d": day})
+    conn.execute(sa.text("DROP TABLE dead_letters_kept"))
 
 
 def _rows(batch: pa.RecordBatch, columns: list[str]) -> list[dict]:
@@ -132,6 +156,7 @@ def _load_generic(engine, day, data, batch_size, own, finish) -> LoadCounts:
                 if batch.num_rows:
                     conn.execute(table.insert(), _rows(batch, columns))
                     setattr(counts, attr, getattr(counts, attr) + batch.num_rows)
+        _restore_dead_letter_history(conn, day)
         _record(conn, data, own, counts, finish)
     return counts
 

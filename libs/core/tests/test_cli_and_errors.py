@@ -1,0 +1,89 @@
+"""The shared CLI: exit codes, one-line errors, no secrets, the manifest on stdout."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from biometrics_core import settings
+from biometrics_core.cli import stage_command, stage_group
+from biometrics_core.errors import ConfigError, DataQualityError, InputError
+from biometrics_core.redact import redact
+
+group = stage_group("demo", "A stage for tests.")
+
+
+@stage_command(group, "run", help="Do a thing.")
+@click.option("--fail-with", default=None)
+def run(run, fail_with):
+    run.manifest.rows_in = 10
+    run.manifest.reject("out_of_range", 2)
+    run.manifest.rows_out = 8
+    if fail_with == "config":
+        raise ConfigError("BIOMETRICS_WAREHOUSE_URL is not set")
+    if fail_with == "input":
+        raise InputError("missing staging input x")
+    if fail_with == "quality":
+        run.manifest.details["checks"] = [{"name": "volume", "passed": False}]
+        raise DataQualityError("data-quality check(s) failed: volume")
+    if fail_with == "crash":
+        raise RuntimeError("postgresql://etl:hunter22@db/x went away\nsecond line")
+    return run.manifest
+
+
+def invoke(*args):
+    return CliRunner().invoke(group, list(args))
+
+
+def test_success_prints_one_manifest_line_and_stores_it(tmp_path):
+    result = invoke("run", "--date", "2026-01-05", "--staging-path", str(tmp_path))
+    assert result.exit_code == 0
+    manifest = json.loads(result.stdout.strip().splitlines()[-1])
+    assert manifest["stage"] == "demo" and manifest["date"] == "2026-01-05"
+    assert manifest["rows_rejected"] == {"out_of_range": 2} and manifest["error_rate"] == 0.2
+    assert json.loads((tmp_path / "manifests" / "demo-run.json").read_text())["run_id"] == manifest["run_id"]
+
+
+@pytest.mark.parametrize("mode,code,text", [("config", 2, "BIOMETRICS_WAREHOUSE_URL"), ("input", 2, "missing staging"),
+                                            ("quality", 1, "volume"), ("crash", 1, "went away second line")])
+def test_errors_map_to_exit_codes(tmp_path, mode, code, text):
+    result = invoke("run", "--date", "2026-01-05", "--staging-path", str(tmp_path), "--fail-with", mode)
+    assert result.exit_code == code
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and text in errors[0]
+    assert "hunter22" not in result.output
+    has_manifest = bool(result.stdout.strip())
+    assert has_manifest == (mode == "quality")  # validate's results are printed even when it fails
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    result = invoke("run", "--staging-path", str(tmp_path))
+    assert result.exit_code == 2 and "Missing option '--date'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = invoke("run", "--date", "01/05/2026", "--staging-path", str(tmp_path))
+    assert result.exit_code == 2 and "invalid --date '01/05/2026'" in result.stderr
+
+
+def test_redact_masks_url_passwords_and_secret_variables(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "abcdEFGH1234")
+    monkeypatch.setenv("BIOMETRICS_WAREHOUSE_URL", "postgresql://u:p%40ss@h/db")
+    text = redact("postgresql+psycopg2://etl:s3cret@db:5432/wh failed; key abcdEFGH1234; p%40ss")
+    assert "s3cret" not in text and "abcdEFGH1234" not in text and "p%40ss" not in text
+    assert "etl:***@db" in text
+
+
+def test_settings_validation(monkeypatch):
+    monkeypatch.setenv("BIOMETRICS_BATCH_SIZE", "0")
+    with pytest.raises(ConfigError, match="at least 1"):
+        settings.batch_size()
+    monkeypatch.setenv("BIOMETRICS_BATCH_SIZE", "lots")
+    with pytest.raises(ConfigError, match="not a whole number"):
+        settings.batch_size()
+    monkeypatch.delenv("BIOMETRICS_BATCH_SIZE")
+    assert settings.batch_size() == 10000
+    monkeypatch.delenv("BIOMETRICS_WAREHOUSE_URL", raising=False)
+    with pytest.raises(ConfigError, match="BIOMETRICS_WAREHOUSE_URL is not set"):
+        settings.warehouse_url()

@@ -1,0 +1,63 @@
+"""Staging over a local folder and over a real S3 endpoint, through one interface."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from biometrics_core.errors import ConfigError, InputError
+from biometrics_core.staging import Staging
+
+
+@pytest.fixture(params=["local", "file-url", "s3"])
+def staging(request, tmp_path):
+    if request.param == "local":
+        return Staging(str(tmp_path / "stage"))
+    if request.param == "file-url":
+        return Staging(f"file://{tmp_path / 'stage'}")
+    s3 = request.getfixturevalue("s3_env")
+    s3.create_bucket("staging-tests")
+    return Staging(f"s3://staging-tests/run-{tmp_path.name}/prefix")
+
+
+def test_write_read_list_delete(staging):
+    staging.write_json("manifests/x.json", {"a": 1})
+    staging.write_bytes("inbox/acme/2026-01-05/r.csv", b"data")
+    assert staging.read_json("manifests/x.json") == {"a": 1}
+    assert staging.list_files("inbox", (".csv",)) == ["inbox/acme/2026-01-05/r.csv"]
+    assert staging.list_dirs("inbox") == ["acme"]
+    assert staging.exists("inbox/acme") and not staging.exists("nothing")
+    staging.delete("inbox")
+    assert not staging.exists("inbox/acme/2026-01-05/r.csv")
+    assert staging.modified_at("manifests/x.json").tzinfo is not None
+
+
+def test_missing_input_is_an_input_error(staging):
+    with pytest.raises(InputError, match="missing staging input"):
+        staging.read_bytes("nope.json")
+    with pytest.raises(InputError, match="missing staging input"):
+        staging.parquet_dataset("transform/readings")
+
+
+def test_publish_replaces_the_whole_output(staging, tmp_path):
+    table = pa.table({"x": [1, 2, 3]})
+    for round_no in range(2):
+        with staging.workdir() as work:
+            out = work / "readings"
+            out.mkdir()
+            pq.write_table(table, out / f"part-{round_no}.parquet")
+            staging.publish(out, "extract/readings")
+        assert staging.list_files("extract/readings") == [f"extract/readings/part-{round_no}.parquet"]
+    assert staging.parquet_dataset("extract/readings").to_table().num_rows == 3
+    assert not staging.exists(".work") or staging.list_files(".work") == []
+
+
+def test_uri_round_trip(staging):
+    assert Staging(staging.uri("a/b")).path() == staging.path("a/b")
+
+
+@pytest.mark.parametrize("url", ["ftp://host/x", "s3://", "file://remote-host/x", ""])
+def test_bad_staging_urls(url):
+    with pytest.raises(ConfigError):
+        Staging(url)

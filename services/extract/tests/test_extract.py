@@ -1,0 +1,127 @@
+"""Extract: the day's rows from the database (SQLite and PostgreSQL) and the vendor files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from biometrics_core import schemas
+from biometrics_extract import vendor
+from biometrics_extract.cli import main
+from biometrics_testkit import sample
+
+DAY = dt.date(2026, 1, 5)
+UTC = dt.timezone.utc
+
+
+def _source_table():
+    start = dt.datetime(2026, 1, 5, tzinfo=UTC)
+    times = [start, start + dt.timedelta(days=1, milliseconds=-1), start + dt.timedelta(days=1),
+             start - dt.timedelta(microseconds=1), start + dt.timedelta(hours=12, microseconds=123456)]
+    values = [60.0, None, 62.0, 63.0, float("nan")]
+    return pa.table({
+        "reading_id": pa.array(range(1, 6), pa.int64()), "user_id": pa.array([7] * 5, pa.int64()),
+        "device_id": ["d"] * 5, "metric_type": ["heart_rate"] * 5, "value": pa.array(values, pa.float64()),
+        "unit": ["bpm", None, "bpm", "bpm", ""], "created_at": pa.array(times, pa.timestamp("us", tz="UTC")),
+        "ingested_at": pa.array(times, pa.timestamp("us", tz="UTC")),
+    }, schema=sample.SOURCE_SCHEMA)
+
+
+def _extract(url, staging, monkeypatch):
+    monkeypatch.setenv("BIOMETRICS_DB_URL", url)
+    result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(staging)])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _check_day(staging, nan_survives: bool):
+    rows = {r["reading_id"]: r for r in pq.read_table(staging / schemas.EXTRACT_READINGS).to_pylist()}
+    assert set(rows) == {1, 2, 5}  # 00:00:00 and 23:59:59.999 in; next midnight and the day before out
+    assert rows[1]["created_at"] == dt.datetime(2026, 1, 5, tzinfo=UTC)
+    assert rows[2]["created_at"] == dt.datetime(2026, 1, 5, 23, 59, 59, 999000, tzinfo=UTC)
+    assert rows[5]["created_at"].microsecond == 123456
+    assert rows[2]["value"] is None and rows[2]["unit"] is None
+    assert rows[5]["unit"] == ""  # an empty unit is not a missing one
+    if nan_survives:
+        assert math.isnan(rows[5]["value"])
+    assert all(r["source"] == "database" for r in rows.values())
+
+
+def test_sqlite_day_window(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    sample.write_source(url, _source_table())
+    manifest = _extract(url, tmp_path / "staging", monkeypatch)
+    assert manifest["rows_out"] == 3 and manifest["details"]["rows_by_source"] == {"database": 3}
+    _check_day(tmp_path / "staging", nan_survives=False)  # SQLite stores NaN as NULL
+
+
+@pytest.mark.postgres
+def test_postgres_day_window_through_copy(postgres_server, tmp_path, monkeypatch):
+    url = postgres_server.create_database("extract_src")
+    sample.write_source(url, _source_table())
+    monkeypatch.setenv("BIOMETRICS_BATCH_SIZE", "1")
+    manifest = _extract(url, tmp_path / "staging", monkeypatch)
+    assert manifest["rows_out"] == 3
+    _check_day(tmp_path / "staging", nan_survives=True)
+
+
+def test_vendor_files_are_staged_with_their_vendor(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    generated = sample.generate_day(DAY, users=10, readings_per_user=3, vendor_rows=20)
+    sample.write_source(url, generated.database)
+    staging = tmp_path / "staging"
+    sample.write_vendor_files(staging / "inbox", DAY, generated.vendors)
+    other_day = staging / "inbox" / "acme" / "2026-01-04"
+    other_day.mkdir(parents=True)
+    (other_day / "old.csv").write_text("not even csv")  # another day's delivery is not read
+    manifest = _extract(url, staging, monkeypatch)
+    by_source = manifest["details"]["rows_by_source"]
+    assert by_source["acme"] == 20 and by_source["fitco"] == 10
+    table = pq.read_table(staging / schemas.EXTRACT_READINGS)
+    assert table.schema.equals(schemas.READINGS)
+    assert table.num_rows == sum(by_source.values()) == manifest["rows_out"]
+
+
+def test_vendor_inbox_can_live_elsewhere(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    sample.write_source(url, _source_table())
+    folder = tmp_path / "drop" / "zeta" / str(DAY)
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_text(json.dumps({"reading_id": 1, "user_id": 1, "device_id": "x", "metric_type": "spo2",
+                                                "value": 98, "unit": None, "created_at": "2026-01-05T01:00:00"}) + "\n")
+    monkeypatch.setenv("BIOMETRICS_INBOX_PATH", f"file://{tmp_path / 'drop'}")
+    manifest = _extract(url, tmp_path / "staging", monkeypatch)
+    assert manifest["details"]["rows_by_source"]["zeta"] == 1
+
+
+def test_vendor_values_and_times():
+    received = dt.datetime(2026, 1, 6, tzinfo=UTC)
+    csv = ("reading_id,user_id,device_id,metric_type,value,unit,created_at\n"
+           "1,2,d,heart_rate,NaN,,2026-01-05T10:00:00+02:00\n"
+           "2,2,d,heart_rate,,bpm,2026-01-05 10:00:00.5\n"
+           "3,2,d,heart_rate,71.25,bpm,2026-01-05T10:00:00Z\n").encode()
+    rows = vendor.parse_file("acme", "x.csv", csv, received).to_pylist()
+    assert math.isnan(rows[0]["value"]) and rows[0]["unit"] is None
+    assert rows[0]["created_at"] == dt.datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # offsets become UTC
+    assert rows[1]["value"] is None and rows[1]["created_at"] == dt.datetime(2026, 1, 5, 10, 0, 0, 500000, tzinfo=UTC)
+    assert rows[2]["value"] == 71.25 and rows[2]["ingested_at"] == received and rows[2]["source"] == "acme"
+
+
+@pytest.mark.parametrize("line,message", [
+    ('{"reading_id": "x1", "user_id": 1, "device_id": "d", "metric_type": "m", "value": 1, "unit": null, '
+     '"created_at": "2026-01-05T00:00:00Z"}', "reading_id must be a whole number"),
+    ('{"reading_id": 1, "user_id": 1, "device_id": "", "metric_type": "m", "value": 1, "unit": null, '
+     '"created_at": "2026-01-05T00:00:00Z"}', "device_id is empty"),
+    ('{"reading_id": 1, "user_id": 1, "device_id": "d", "metric_type": "m", "value": true, "unit": null, '
+     '"created_at": "2026-01-05T00:00:00Z"}', "value must be a number"),
+    ('[1, 2, 3]', "expected a JSON object"),
+])
+def test_malformed_json_lines(line, message):
+    with pytest.raises(vendor._Malformed, match=message):
+        vendor.parse_file("v", "x.jsonl", line.encode(), dt.datetime.now(UTC))

@@ -1,0 +1,159 @@
+"""The transform rules, one by one: units, reject reasons, duplicates, day boundaries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from biometrics_core import schemas
+from biometrics_transform.cli import main
+
+DAY = dt.date(2026, 1, 5)
+UTC = dt.timezone.utc
+NOON = dt.datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+def reading(reading_id, metric="heart_rate", value=70.0, unit="bpm", created_at=NOON, user_id=1, device="d1",
+            source="database"):
+    return {"reading_id": reading_id, "user_id": user_id, "device_id": device, "metric_type": metric,
+            "value": value, "unit": unit, "created_at": created_at, "ingested_at": created_at, "source": source}
+
+
+def transform(tmp_path, records, day=DAY):
+    staging = tmp_path / "staging"
+    (staging / schemas.EXTRACT_READINGS).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(records, schema=schemas.READINGS),
+                   staging / schemas.EXTRACT_READINGS / "part-0.parquet")
+    result = CliRunner().invoke(main, ["readings", "--date", day.isoformat(), "--staging-path", str(staging)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout.strip().splitlines()[-1])
+    clean = {r["reading_id"]: r for r in pq.read_table(staging / schemas.TRANSFORM_READINGS).to_pylist()}
+    dead = {int(r["source_record_id"]): r for r in pq.read_table(staging / schemas.TRANSFORM_DEAD_LETTERS).to_pylist()}
+    metrics = {(r["user_id"], r["metric_type"]): r
+               for r in pq.read_table(staging / schemas.TRANSFORM_DAILY_METRICS).to_pylist()}
+    return manifest, clean, dead, metrics
+
+
+@pytest.mark.parametrize("metric,value,unit,canonical_value,canonical_unit", [
+    ("heart_rate", 72.0, "bpm", 72.0, "bpm"),
+    ("heart_rate", 72.0, None, 72.0, "bpm"),
+    ("spo2", 97.5, "percent", 97.5, "percent"),
+    ("steps", 1234.0, "count", 1234.0, "count"),
+    ("skin_temperature", 33.0, "celsius", 33.0, "celsius"),
+    ("skin_temperature", 98.6, "fahrenheit", (98.6 - 32) * 5 / 9, "celsius"),
+    ("respiratory_rate", 16.0, "breaths_per_min", 16.0, "breaths_per_min"),
+    ("hrv_rmssd", 45.0, "ms", 45.0, "ms"),
+    ("sleep_minutes", 420.0, "minutes", 420.0, "minutes"),
+    ("sleep_minutes", 7.5, "hours", 450.0, "minutes"),
+    ("blood_glucose", 100.0, "mg_dl", 100.0, "mg_dl"),
+    ("blood_glucose", 5.5, "mmol_l", 5.5 * 18.016, "mg_dl"),
+])
+def test_units_are_normalised(tmp_path, metric, value, unit, canonical_value, canonical_unit):
+    _, clean, dead, _ = transform(tmp_path, [reading(1, metric, value, unit)])
+    assert not dead
+    assert clean[1]["unit"] == canonical_unit
+    assert math.isclose(clean[1]["value"], canonical_value, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("record,reason", [
+    (reading(1, metric="mood", value=3.0, unit="points"), "unknown_metric_type"),
+    (reading(1, unit="kg"), "unknown_unit"),
+    (reading(1, metric="skin_temperature", value=33.0, unit="kelvin"), "unknown_unit"),
+    (reading(1, unit=""), "unknown_unit"),
+    (reading(1, value=None), "missing_value"),
+    (reading(1, value=float("nan")), "missing_value"),
+    (reading(1, value=251.0), "out_of_range"),
+    (reading(1, value=24.99), "out_of_range"),
+    (reading(1, value=float("inf")), "out_of_range"),
+    (reading(1, metric="spo2", value=100.01, unit="percent"), "out_of_range"),
+    (reading(1, metric="steps", value=-1.0, unit="count"), "out_of_range"),
+    (reading(1, metric="sleep_minutes", value=24.5, unit="hours"), "out_of_range"),  # 1470 minutes
+    (reading(1, metric="blood_glucose", value=1.0, unit="mmol_l"), "out_of_range"),  # 18.016 mg/dl
+    (reading(1, metric="skin_temperature", value=120.0, unit="fahrenheit"), "out_of_range"),
+    (reading(1, created_at=dt.datetime(2026, 1, 4, 23, 59, 59, tzinfo=UTC), source="acme"), "outside_data_day"),
+])
+def test_each_reject_reason(tmp_path, record, reason):
+    manifest, clean, dead, metrics = transform(tmp_path, [record, reading(2, user_id=2)])
+    assert set(clean) == {2}
+    assert dead[1]["reason"] == reason
+    assert dead[1]["stage"] == "transform" and dead[1]["source"] == record["source"]
+    original = json.loads(dead[1]["record"])  # the original fields, as valid JSON (NaN as a string)
+    assert original["reading_id"] == 1 and original["metric_type"] == record["metric_type"]
+    assert original["unit"] == record["unit"]
+    assert dead[1]["detail"]
+    assert manifest["rows_rejected"] == {reason: 1}
+    assert manifest["rows_in"] == 2 and manifest["rows_out"] == 1
+    assert set(metrics) == {(2, "heart_rate")}
+
+
+def test_range_limits_are_inclusive(tmp_path):
+    records = [reading(1, value=25.0), reading(2, value=250.0, device="d2"),
+               reading(3, metric="steps", value=0.0, unit="count"),
+               reading(4, metric="sleep_minutes", value=24.0, unit="hours")]
+    _, clean, dead, _ = transform(tmp_path, records)
+    assert set(clean) == {1, 2, 3, 4} and not dead
+
+
+def test_duplicates_keep_the_lowest_reading_id(tmp_path):
+    records = [reading(30, value=71.0), reading(10, value=70.0), reading(20, value=72.0),
+               reading(40, value=70.0, device="other-device")]
+    _, clean, dead, metrics = transform(tmp_path, records)
+    assert set(clean) == {10, 40}
+    assert {k: v["reason"] for k, v in dead.items()} == {20: "duplicate", 30: "duplicate"}
+    assert "database:10" in dead[20]["detail"]
+    assert metrics[(1, "heart_rate")]["sample_count"] == 2
+
+
+def test_a_broken_record_never_pushes_out_a_good_duplicate(tmp_path):
+    _, clean, dead, _ = transform(tmp_path, [reading(1, value=None), reading(2, value=70.0)])
+    assert set(clean) == {2} and dead[1]["reason"] == "missing_value"
+
+
+def test_same_key_in_converted_units_is_a_duplicate(tmp_path):
+    records = [reading(5, "sleep_minutes", 7.0, "hours"), reading(6, "sleep_minutes", 420.0, "minutes")]
+    _, clean, dead, _ = transform(tmp_path, records)
+    assert set(clean) == {5} and dead[6]["reason"] == "duplicate"
+
+
+def test_day_boundaries(tmp_path):
+    start = dt.datetime(2026, 1, 5, tzinfo=UTC)
+    records = [
+        reading(1, created_at=start, source="acme"),                                           # 00:00:00: in
+        reading(2, created_at=start + dt.timedelta(days=1, milliseconds=-1), source="acme"),   # 23:59:59.999: in
+        reading(3, created_at=start + dt.timedelta(days=1), source="acme"),                    # next 00:00:00: out
+        reading(4, created_at=start - dt.timedelta(microseconds=1), source="acme"),            # previous day: out
+    ]
+    _, clean, dead, _ = transform(tmp_path, records)
+    assert set(clean) == {1, 2}
+    assert {k: v["reason"] for k, v in dead.items()} == {3: "outside_data_day", 4: "outside_data_day"}
+
+
+def test_daily_metrics_aggregate_the_clean_readings(tmp_path):
+    values = [60.0, 70.0, 95.5]
+    records = [reading(i + 1, value=v, created_at=NOON + dt.timedelta(minutes=i)) for i, v in enumerate(values)]
+    records.append(reading(9, value=999.0, created_at=NOON + dt.timedelta(hours=1)))  # out of range: not counted
+    records.append(reading(10, metric="skin_temperature", value=98.6, unit="fahrenheit"))
+    _, _, _, metrics = transform(tmp_path, records)
+    hr = metrics[(1, "heart_rate")]
+    assert hr["sample_count"] == 3 and hr["date"] == DAY
+    assert math.isclose(hr["value"], sum(values) / 3) and hr["min_value"] == 60.0 and hr["max_value"] == 95.5
+    assert math.isclose(hr["sum_value"], sum(values))
+    assert math.isclose(metrics[(1, "skin_temperature")]["value"], 37.0)
+
+
+def test_every_row_has_exactly_one_outcome(tmp_path):
+    from biometrics_testkit.sample import generate_readings
+    table = generate_readings(DAY, 5000, seed=7)
+    records = [{**r, "source": "database"} for r in table.to_pylist()]
+    manifest, clean, dead, metrics = transform(tmp_path, records)
+    assert len(clean) + len(dead) == 5000
+    assert not set(clean) & set(dead)
+    assert sum(m["sample_count"] for m in metrics.values()) == len(clean)
+    assert set(manifest["rows_rejected"]) == {"unknown_unit", "unknown_metric_type", "missing_value",
+                                              "out_of_range", "duplicate"}

@@ -1,0 +1,1 @@
+"""Cross-service tests: the stages together, as processes, against real servers."""

@@ -1,0 +1,117 @@
+"""Bad input: a clear one-line error, exit 2, no secret in the message, nothing written."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from biometrics_testkit import sample
+from biometrics_testkit.harness import run_stage
+
+DAY = dt.date(2026, 1, 5)
+
+
+def _one_line_error(result, *fragments):
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.strip().splitlines() if "error:" in line]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def sqlite_source(tmp_path):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    sample.write_source(url, sample.generate_day(DAY, users=20, readings_per_user=5).database)
+    return url
+
+
+@pytest.mark.parametrize("stage,command", [("extract", "readings"), ("transform", "readings"), ("load", "readings"),
+                                           ("validate", "readings"), ("backup", "create")])
+@pytest.mark.parametrize("bad_date", ["2026-13-01", "yesterday", "2026-1-5x"])
+def test_invalid_date(stage, command, bad_date, tmp_path):
+    result = run_stage(stage, command, "--date", bad_date, "--staging-path", str(tmp_path), check=False,
+                       env={"BIOMETRICS_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'wh.db'}"})
+    _one_line_error(result, "invalid --date", bad_date)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_date_is_a_usage_error(tmp_path):
+    result = run_stage("extract", "readings", "--staging-path", str(tmp_path), check=False)
+    _one_line_error(result, "--date")
+
+
+@pytest.mark.parametrize("stage", ["load", "validate"])
+def test_missing_warehouse_url(stage, tmp_path, monkeypatch):
+    monkeypatch.delenv("BIOMETRICS_WAREHOUSE_URL", raising=False)
+    result = run_stage(stage, "readings", "--date", str(DAY), "--staging-path", str(tmp_path), check=False,
+                       env={"BIOMETRICS_WAREHOUSE_URL": "", "BIOMETRICS_DB_URL": "sqlite:///x.db"})
+    _one_line_error(result, "BIOMETRICS_WAREHOUSE_URL")
+
+
+def test_missing_source_url(tmp_path, monkeypatch):
+    monkeypatch.delenv("BIOMETRICS_DB_URL", raising=False)
+    result = run_stage("extract", "readings", "--date", str(DAY), "--staging-path", str(tmp_path), check=False)
+    _one_line_error(result, "BIOMETRICS_DB_URL")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.postgres
+def test_wrong_password_is_not_echoed(postgres_server, tmp_path):
+    postgres_server.create_database("badpw")
+    wrong = "Sup3r-Secret-Wrong"
+    url = postgres_server.url_for("badpw", password=wrong)
+    for stage, env in (("extract", {"BIOMETRICS_DB_URL": url}), ("load", {"BIOMETRICS_WAREHOUSE_URL": url})):
+        (tmp_path / "transform").mkdir(exist_ok=True)
+        result = run_stage(stage, "readings", "--date", str(DAY), "--staging-path", str(tmp_path / stage),
+                           env=env, check=False)
+        line = _one_line_error(result, "cannot connect", "password authentication failed")
+        assert wrong not in result.stderr + result.stdout
+        assert postgres_server.password not in result.stderr + result.stdout
+        assert "***" in line
+        assert not (tmp_path / stage).exists()
+
+
+def test_missing_staging_input(tmp_path):
+    env = {"BIOMETRICS_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'wh.db'}"}
+    result = run_stage("transform", "readings", "--date", str(DAY), "--staging-path", str(tmp_path / "empty"),
+                       check=False, env=env)
+    _one_line_error(result, "missing staging input", "extract/readings")
+    result = run_stage("load", "readings", "--date", str(DAY), "--staging-path", str(tmp_path / "empty"),
+                       check=False, env=env)
+    _one_line_error(result, "missing staging input", "transform/readings")
+    assert not (tmp_path / "empty").exists()
+
+
+@pytest.mark.parametrize("name,content,expected", [
+    ("readings.csv", "reading_id,user_id,device_id\n1,2,d\n", "lacks column(s) metric_type"),
+    ("readings.csv", "reading_id,user_id,device_id,metric_type,value,unit,created_at\n"
+                     "1,2,d,heart_rate,seventy,bpm,2026-01-05T10:00:00Z\n", "line 2: value must be a number"),
+    ("readings.csv", "reading_id,user_id,device_id,metric_type,value,unit,created_at\n"
+                     "1,2,d,heart_rate,70,bpm,yesterday\n", "created_at is not an ISO 8601 timestamp"),
+    ("readings.jsonl", '{"reading_id": 1, "user_id": 2}\n{not json\n', "line 1: missing field(s)"),
+    ("readings.jsonl", '{"reading_id": 1, "user_id": 2, "device_id": "d", "metric_type": "spo2", "value": 97, '
+                       '"unit": null, "created_at": "2026-01-05T10:00:00Z"}\n{not json\n', "line 2: invalid JSON"),
+    ("readings.xlsx", "PK", "unsupported file type"),
+])
+def test_malformed_vendor_file(name, content, expected, tmp_path, sqlite_source):
+    staging = tmp_path / "staging"
+    folder = staging / "inbox" / "acme" / str(DAY)
+    folder.mkdir(parents=True)
+    (folder / name).write_text(content)
+    result = run_stage("extract", "readings", "--date", str(DAY), "--staging-path", f"file://{staging}",
+                       env={"BIOMETRICS_DB_URL": sqlite_source}, check=False)
+    _one_line_error(result, "malformed vendor file", name, expected)
+    assert sorted(p.name for p in staging.iterdir()) == ["inbox"]  # nothing written
+
+
+def test_source_without_the_table(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    import sqlite3
+    sqlite3.connect(tmp_path / "empty.db").close()
+    result = run_stage("extract", "readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s"),
+                       env={"BIOMETRICS_DB_URL": url}, check=False)
+    _one_line_error(result, "raw_biometric_data")
