@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -60,8 +61,17 @@ def load_day(engine: sa.Engine, day: dt.date, data: DayData, batch_size: int, ow
 
 def _copy(conn: sa.Connection, table: str, columns: list[str], dataset: ds.Dataset, batch_size: int) -> int:
     counter = [0]
+    started = time.monotonic()
     db.copy_in(conn, copy_sql(table, columns), csv_chunks(_batches(dataset, batch_size), columns, counter))
+    log.info("copied %d rows into %s in %.2f s", counter[0], table, time.monotonic() - started)
     return counter[0]
+
+
+def _timed(conn: sa.Connection, sql: str, params: dict | None = None):
+    started = time.monotonic()
+    result = conn.execute(sa.text(sql), params or {})
+    log.debug("%.2f s: %s", time.monotonic() - started, " ".join(sql.split())[:120])
+    return result
 
 
 def _load_postgres(engine, day, data, batch_size, own, finish) -> LoadCounts:
@@ -72,6 +82,8 @@ def _load_postgres(engine, day, data, batch_size, own, finish) -> LoadCounts:
     next_day = day + dt.timedelta(days=1)
     with engine.begin() as conn:
         conn.execute(sa.text("SET LOCAL lock_timeout = '5min'"))
+        conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))  # COPY sends naive UTC timestamps
+        conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))  # index builds after the COPY
         # 1. the new day, built aside: unindexed while copying, indexed after
         conn.execute(sa.text(f"CREATE TABLE {building} (LIKE {parent} INCLUDING DEFAULTS)"))
         log.info("copying readings into %s", building)
@@ -127,7 +139,7 @@ def _restore_dead_letter_history(conn: sa.Connection, day: dt.date) -> None:
         f"UPDATE {table} SET created_at = k.created_at, status = k.status, status_changed_at = k.status_changed_at "
         f"FROM dead_letters_kept k WHERE {table}.date = :d AND {table}.stage = k.stage "
         f"AND {table}.source = k.source AND {table}.reason = k.reason "
-        f"AND {table}.source_record_id IS NOT DISTINCT FROM k.source_record_id"), {"d": day})
+        f"AND coalesce({table}.source_record_id, '') = coalesce(k.source_record_id, '')"), {"d": day})
     conn.execute(sa.text("DROP TABLE dead_letters_kept"))
 
 
