@@ -64,10 +64,13 @@ def test_wrong_password_is_not_echoed(postgres_server, tmp_path):
     postgres_server.create_database("badpw")
     wrong = "Sup3r-Secret-Wrong"
     url = postgres_server.url_for("badpw", password=wrong)
-    for stage, env in (("extract", {"BIOMETRICS_DB_URL": url}), ("load", {"BIOMETRICS_WAREHOUSE_URL": url})):
-        (tmp_path / "transform").mkdir(exist_ok=True)
-        result = run_stage(stage, "readings", "--date", str(DAY), "--staging-path", str(tmp_path / stage),
-                           env=env, check=False)
+    runs = (("extract", ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "extract")],
+             {"BIOMETRICS_DB_URL": url}),
+            ("load", ["migrate"], {"BIOMETRICS_WAREHOUSE_URL": url}),
+            ("backup", ["create", "--date", str(DAY), "--staging-path", str(tmp_path / "backup")],
+             {"BIOMETRICS_WAREHOUSE_URL": url}))
+    for stage, args, env in runs:
+        result = run_stage(stage, *args, env=env, check=False)
         line = _one_line_error(result, "cannot connect", "password authentication failed")
         assert wrong not in result.stderr + result.stdout
         assert postgres_server.password not in result.stderr + result.stdout
@@ -83,7 +86,7 @@ def test_missing_staging_input(tmp_path):
     result = run_stage("load", "readings", "--date", str(DAY), "--staging-path", str(tmp_path / "empty"),
                        check=False, env=env)
     _one_line_error(result, "missing staging input", "transform/readings")
-    assert not (tmp_path / "empty").exists()
+    assert not (tmp_path / "empty").exists() and not (tmp_path / "wh.db").exists()
 
 
 @pytest.mark.parametrize("name,content,expected", [

@@ -87,3 +87,10 @@ def test_settings_validation(monkeypatch):
     monkeypatch.delenv("BIOMETRICS_WAREHOUSE_URL", raising=False)
     with pytest.raises(ConfigError, match="BIOMETRICS_WAREHOUSE_URL is not set"):
         settings.warehouse_url()
+
+
+def test_libpq_env_keeps_the_password_out_of_argv_and_passes_options():
+    from biometrics_core.db import libpq_env
+    env = libpq_env("postgresql+psycopg2://etl:p%40ss@db.example:5433/wh?sslmode=require&connect_timeout=5")
+    assert env == {"PGHOST": "db.example", "PGPORT": "5433", "PGUSER": "etl", "PGPASSWORD": "p@ss",
+                   "PGDATABASE": "wh", "PGSSLMODE": "require", "PGCONNECT_TIMEOUT": "5"}

@@ -82,10 +82,19 @@ def libpq_env(url: str | URL) -> dict[str, str]:
         env["PGPASSWORD"] = str(parsed.password)
     if parsed.database:
         env["PGDATABASE"] = parsed.database
-    host = parsed.query.get("host")
-    if host and "PGHOST" not in env:
-        env["PGHOST"] = host if isinstance(host, str) else host[0]
+    query = {k: (v if isinstance(v, str) else v[0]) for k, v in parsed.query.items()}
+    if query.get("host") and "PGHOST" not in env:
+        env["PGHOST"] = query["host"]  # a Unix socket directory
+    for option, variable in _LIBPQ_QUERY_ENV.items():
+        if query.get(option):
+            env[variable] = query[option]
     return env
+
+
+# URL query options that libpq tools take from the environment
+_LIBPQ_QUERY_ENV = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT",
+                    "sslkey": "PGSSLKEY", "connect_timeout": "PGCONNECT_TIMEOUT", "options": "PGOPTIONS",
+                    "application_name": "PGAPPNAME"}
 
 
 class _ChunkReader(io.RawIOBase):

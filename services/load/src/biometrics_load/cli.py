@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 main = stage_group("load", "Load stage of the BIOMETRICS ETL.")
 
 
-def _warehouse():
-    return db.connect(settings.warehouse_url(), "BIOMETRICS_WAREHOUSE_URL", "warehouse", must_exist=False)
+def _warehouse(url: str | None = None):
+    return db.connect(url or settings.warehouse_url(), "BIOMETRICS_WAREHOUSE_URL", "warehouse", must_exist=False)
 
 
 @stage_command(main, "migrate", help="Create or upgrade the warehouse schema (idempotent).", dated=False, staged=False)
@@ -41,14 +41,15 @@ def _upstream_manifests(run: StageRun) -> list[RunManifest]:
 @stage_command(main, "readings", help="Load the day's transformed readings, metrics and dead letters (replaces the day).")
 def readings(run: StageRun):
     batch_size = settings.batch_size()
-    engine = _warehouse()
+    warehouse_url = settings.warehouse_url()
     staging = run.staging
-    data = loader.DayData(
+    data = loader.DayData(  # inputs first: a missing one stops the run before the warehouse is touched
         readings=staging.parquet_dataset(schemas.TRANSFORM_READINGS, schemas.CLEAN_READINGS),
         daily_metrics=staging.parquet_dataset(schemas.TRANSFORM_DAILY_METRICS, schemas.DAILY_METRICS),
         dead_letters=staging.parquet_dataset(schemas.TRANSFORM_DEAD_LETTERS, schemas.DEAD_LETTERS),
         manifests=_upstream_manifests(run),
     )
+    engine = _warehouse(warehouse_url)
     migrate_schema(engine)
     run.manifest.rows_in = data.readings.count_rows() + data.dead_letters.count_rows()
     counts = loader.load_day(engine, run.day, data, batch_size, run.manifest, run.finish)

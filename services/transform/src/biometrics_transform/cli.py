@@ -22,8 +22,8 @@ OUTPUTS = {
 }
 
 
-def _staged_inputs(run: StageRun, work) -> list[str]:
-    """Local paths of the extract output (downloaded first when staging is remote)."""
+def _staged_files(run: StageRun) -> list[str]:
+    """The extract output's files; checked before anything is written."""
     staging = run.staging
     if not staging.exists(schemas.EXTRACT_READINGS):
         raise InputError(f"missing staging input {staging.uri(schemas.EXTRACT_READINGS)}: "
@@ -31,6 +31,12 @@ def _staged_inputs(run: StageRun, work) -> list[str]:
     files = staging.list_files(schemas.EXTRACT_READINGS, (".parquet",))
     if not files:
         raise InputError(f"no Parquet files in {staging.uri(schemas.EXTRACT_READINGS)}")
+    return files
+
+
+def _local_inputs(run: StageRun, files: list[str], work) -> list[str]:
+    """Local paths of the extract output (downloaded first when staging is remote)."""
+    staging = run.staging
     if staging.is_local:
         return [staging.path(f) for f in files]
     local = []
@@ -46,8 +52,9 @@ def _staged_inputs(run: StageRun, work) -> list[str]:
 def readings(run: StageRun):
     threads = settings.get("BIOMETRICS_THREADS")
     now = dt.datetime.now(dt.timezone.utc)
+    files = _staged_files(run)
     with run.staging.workdir() as work:
-        inputs = _staged_inputs(run, work)
+        inputs = _local_inputs(run, files, work)
         con = rules.connect(settings.get("BIOMETRICS_MEMORY_LIMIT"), int(threads) if threads else None,
                             str(work / "duckdb.tmp"))
         try:

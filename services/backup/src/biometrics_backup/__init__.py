@@ -1,0 +1,1 @@
+"""The backup stage: warehouse backups with a checksummed manifest, verified restore, retention purge."""

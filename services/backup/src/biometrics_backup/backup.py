@@ -1,0 +1,176 @@
+"""``create`` and ``restore``: the dialect-independent steps around the dumps."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from biometrics_core import db, runlog, settings
+from biometrics_core.cli import StageRun
+from biometrics_core.errors import ConfigError, StageFailed
+from biometrics_core.manifest import RunManifest
+from biometrics_core.staging import Staging
+from biometrics_core.warehouse import RUNS_TABLE
+
+from . import checksums, dump_postgres, dump_sqlite, layout
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A private local directory outside any staging location (a backup folder stays as published)."""
+    base = settings.get("BIOMETRICS_WORK_DIR") or tempfile.gettempdir()
+    try:
+        path = Path(tempfile.mkdtemp(prefix="biometrics-backup-", dir=base))
+    except OSError as exc:
+        raise ConfigError(f"cannot create a work directory under {base}: {exc.strerror}") from None
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- create ---------------------------------------------------------------------------------------
+def create(run: StageRun) -> RunManifest:
+    url = settings.warehouse_url()
+    engine = db.connect(url, "BIOMETRICS_WAREHOUSE_URL", "warehouse")
+    rel = layout.backup_rel(run.day)
+    location = run.staging.uri(rel)
+    try:
+        dialect = "postgresql" if db.is_postgres(engine) else engine.dialect.name
+        if dialect not in layout.DUMP_FILES:
+            raise ConfigError(f"cannot back up a {dialect} warehouse: PostgreSQL and SQLite are supported")
+        with run.staging.workdir() as work:
+            out = work / "backup"
+            out.mkdir()
+            dump_path = out / layout.DUMP_FILES[dialect]
+            if dialect == "postgresql":
+                facts = dump_postgres.dump(engine, url, dump_path, work)
+            else:
+                facts = dump_sqlite.dump(url, dump_path)
+            manifest = {
+                "format": layout.FORMAT, "dialect": dialect, "date": run.day.isoformat(),
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": run.manifest.run_id,
+                "source": db.safe_url(url), "dump": dump_path.name,
+                "files": {dump_path.name: checksums.file_entry(dump_path)},
+                "checksum_algorithm": checksums.ALGORITHMS[dialect], **facts,
+            }
+            (out / layout.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            run.staging.publish(out, rel)
+        tables = manifest["tables"]
+        rows = sum(t["rows"] for t in tables.values())
+        size = manifest["files"][dump_path.name]["bytes"]
+        log.info("backup of %d tables (%d rows, %d bytes) published to %s", len(tables), rows, size, location)
+        run.manifest.rows_in = run.manifest.rows_out = rows
+        run.manifest.outputs = [location]
+        run.manifest.details = {"location": location, "dialect": dialect, "bytes": size,
+                                "sha256": manifest["files"][dump_path.name]["sha256"],
+                                "tables": {name: t["rows"] for name, t in tables.items()}}
+        # after the dump: this run's own row is not part of the backup it describes
+        if sa.inspect(engine).has_table(RUNS_TABLE):
+            runlog.record_run(engine, run.finish())
+        else:
+            log.warning("the warehouse has no %s table (not migrated?): run not recorded", RUNS_TABLE)
+    finally:
+        engine.dispose()
+    return run.manifest
+
+
+# -- restore --------------------------------------------------------------------------------------
+def _local_files(where: Staging, manifest: dict, work: Path) -> dict[str, Path]:
+    """Local paths of the backup's files: in place on local staging, downloaded from S3."""
+    paths = {}
+    for name in manifest["files"]:
+        if not where.exists(name):
+            raise StageFailed(f"the backup file {where.uri(name)} is missing: the backup is incomplete, "
+                              "nothing was restored")
+        if where.is_local:
+            paths[name] = Path(where.path(name))
+        else:
+            paths[name] = work / name
+            where.download(name, paths[name])
+    return paths
+
+
+def verify_files(where: Staging, manifest: dict, paths: dict[str, Path]) -> None:
+    """Sizes and SHA-256 of every file against the manifest; StageFailed (exit 1) on any difference."""
+    for name, want in manifest["files"].items():
+        size = paths[name].stat().st_size
+        if size != want["bytes"]:
+            raise StageFailed(f"backup file {where.uri(name)} has {size} bytes, the manifest says {want['bytes']}: "
+                              "the backup is damaged, nothing was restored")
+        if checksums.sha256_file(paths[name]) != want["sha256"]:
+            raise StageFailed(f"SHA-256 of {where.uri(name)} does not match the manifest: "
+                              "the backup is damaged, nothing was restored")
+    log.info("verified SHA-256 of %s", ", ".join(manifest["files"]))
+
+
+def restore(run: StageRun, source: str | None, target_url: str | None, force: bool) -> RunManifest:
+    if source:
+        where = Staging(source)
+    elif run.day and run.staging:
+        where = run.staging.child(layout.backup_rel(run.day))
+    else:
+        raise ConfigError("restore needs --from <backup location>, or --date with --staging-path")
+    variable = "--target-url" if target_url else "BIOMETRICS_RESTORE_TARGET_URL"
+    target_url = target_url or settings.require("BIOMETRICS_RESTORE_TARGET_URL", "restore target database URL")
+    manifest = layout.check_manifest(where.read_json(layout.MANIFEST), where.uri(layout.MANIFEST))
+    dialect = manifest["dialect"]
+    target_dialect = db.parse_url(target_url, variable).get_backend_name()
+    if target_dialect != dialect:
+        raise ConfigError(f"the backup at {where.uri()} is a {dialect} backup: it cannot be restored into "
+                          f"{target_dialect} ({db.safe_url(target_url)})")
+    engine = None
+    try:
+        # the target is only read until the backup's files are verified
+        if dialect == "postgresql":
+            engine = db.connect(target_url, variable, "restore target database")
+            empty = dump_postgres.is_empty(engine)
+        else:
+            target_path = dump_sqlite.database_path(target_url, "restore target")
+            empty = dump_sqlite.is_empty(target_path)
+        if not empty and not force:
+            raise ConfigError(f"the restore target {db.safe_url(target_url)} is not empty: restore into an empty "
+                              "database, or pass --force to replace what the backup holds")
+        with scratch_dir() as work:
+            paths = _local_files(where, manifest, work)
+            verify_files(where, manifest, paths)
+            dump_path = paths[manifest["dump"]]
+            log.info("restoring %s into %s", where.uri(), db.safe_url(target_url))
+            if dialect == "postgresql":
+                if not empty:
+                    dump_postgres.drop_tables(engine, list(manifest["tables"]))
+                dump_postgres.restore(target_url, dump_path, work)
+                actual = dump_postgres.table_sums(engine)
+            else:
+                dump_sqlite.restore(dump_path, target_path)
+                actual = dump_sqlite.table_sums(target_path)
+    finally:
+        if engine is not None:
+            engine.dispose()
+    expected = manifest["tables"]
+    rows = sum(t["rows"] for t in expected.values())
+    run.manifest.rows_in = rows
+    run.manifest.outputs = [db.safe_url(target_url)]
+    run.manifest.details = {"from": where.uri(), "backup_date": manifest.get("date"), "dialect": dialect,
+                            "tables": {name: t["rows"] for name, t in expected.items()}}
+    extra = sorted(set(actual) - set(expected))
+    if extra:
+        log.warning("the target has tables the backup does not: %s", ", ".join(extra))
+        run.manifest.details["extra_tables"] = extra
+    problems = checksums.compare(expected, actual)
+    if problems:
+        run.manifest.details["problems"] = problems
+        raise StageFailed(f"the restored database differs from the backup: {'; '.join(problems)}")
+    run.manifest.rows_out = rows
+    log.info("restored and verified %d tables (%d rows)", len(expected), rows)
+    return run.manifest

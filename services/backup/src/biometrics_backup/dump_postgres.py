@@ -1,0 +1,156 @@
+"""PostgreSQL: ``pg_dump`` (custom format) and ``pg_restore``.
+
+The client tools get the connection from PG* environment variables (``db.libpq_env``): the password
+never appears in a command line (``ps`` would show it). ``create`` exports the snapshot of a
+REPEATABLE READ transaction and hands it to ``pg_dump --snapshot``, and computes the table checksums
+in that same transaction while pg_dump runs: the dump and the manifest describe the same instant.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from biometrics_core import db
+from biometrics_core.errors import ConfigError, StageFailed
+from biometrics_core.redact import one_line, redact
+from biometrics_core.warehouse import READINGS_TABLE
+
+from . import checksums
+
+log = logging.getLogger(__name__)
+
+# user relations of any kind: a restore target must have none (unless --force)
+_USER_RELATIONS = """
+    SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+"""
+
+
+def client_tool(name: str) -> str:
+    """The path of pg_dump / pg_restore: PATH first (Debian's wrapper), then the newest install."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for bindir in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
+                         if Path(p).parent.name.isdigit() else 0, reverse=True):
+        candidate = Path(bindir, name)
+        if candidate.exists():
+            return str(candidate)
+    raise ConfigError(f"{name} not found: install the PostgreSQL client tools (Debian: postgresql-client-15)")
+
+
+def _env(url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(db.libpq_env(url))
+    env.setdefault("PGCONNECT_TIMEOUT", "30")
+    env["PGAPPNAME"] = "biometrics-backup"
+    return env
+
+
+def _conninfo_value(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _failure(tool: str, returncode: int, log_path: Path, url: str) -> StageFailed:
+    try:
+        lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    password = make_url(url).password or ""
+    detail = one_line(redact(" ".join(lines[-3:]), (str(password),))) if lines else "no error output"
+    return StageFailed(f"{tool} failed (exit {returncode}): {detail}")
+
+
+def server_version(conn: sa.Connection) -> str:
+    return str(conn.exec_driver_sql("SHOW server_version").scalar_one())
+
+
+def partitions(conn: sa.Connection) -> dict[str, str]:
+    """{partition name: bound expression} of the readings table (for the manifest)."""
+    rows = conn.execute(sa.text(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(:parent) ORDER BY 1"),
+        {"parent": READINGS_TABLE})
+    return {name: bound for name, bound in rows}
+
+
+def dump(engine: sa.Engine, url: str, target: Path, scratch: Path) -> dict:
+    """Dump the database into the file ``target``; return the manifest facts (incl. table checksums)."""
+    log_path = scratch / "pg_dump.log"
+    argv = [client_tool("pg_dump"), "--format=custom", "--no-password", f"--file={target}"]
+    conn = engine.connect().execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    try:
+        snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+        log.info("pg_dump of %s (snapshot %s)", db.safe_url(url), snapshot)
+        with open(log_path, "wb") as stderr:
+            proc = subprocess.Popen([*argv, f"--snapshot={snapshot}"], env=_env(url), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            facts = {"server_version": server_version(conn), "partitions": partitions(conn),
+                     "tables": checksums.postgres_table_sums(conn)}
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        returncode = proc.wait()  # the snapshot must stay open until pg_dump is done
+    finally:
+        conn.close()
+    if returncode != 0:
+        raise _failure("pg_dump", returncode, log_path, url)
+    return facts
+
+
+def is_empty(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(_USER_RELATIONS)).scalar_one() == 0
+
+
+def drop_tables(engine: sa.Engine, tables: list[str]) -> None:
+    """Drop the given manifest tables (``name`` or ``schema.name``) and what depends on them, in one
+    transaction: ``--force`` makes room for the backup's tables. (``pg_restore --clean`` cannot do it:
+    it fails on the inherited constraints of partitions.)"""
+    preparer = engine.dialect.identifier_preparer
+    with engine.begin() as conn:
+        for key in tables:
+            schema, _, name = key.rpartition(".")
+            qualified = f"{preparer.quote_schema(schema or 'public')}.{preparer.quote(name)}"
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified} CASCADE")
+    log.info("dropped %d existing tables of the target", len(tables))
+
+
+def restore(url: str, dump_path: Path, scratch: Path) -> None:
+    """pg_restore into the target in one transaction: on any error the target is left as it was.
+
+    Ownership and privileges are not restored (``--no-owner --no-privileges``): roles belong to the
+    cluster, and the target may be another one. Objects belong to the restoring user.
+    """
+    database = make_url(url).database
+    if not database:
+        raise ConfigError("the restore target URL names no database")
+    argv = [client_tool("pg_restore"), "--no-password", "--no-owner", "--no-privileges", "--exit-on-error",
+            "--single-transaction", f"--dbname=dbname={_conninfo_value(database)}"]
+    log_path = scratch / "pg_restore.log"
+    with open(log_path, "wb") as stderr:
+        returncode = subprocess.run([*argv, str(dump_path)], env=_env(url), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=stderr).returncode
+    if returncode != 0:
+        raise _failure("pg_restore", returncode, log_path, url)
+
+
+def table_sums(engine: sa.Engine) -> dict[str, dict]:
+    """Table checksums of a (restored) database, from one consistent snapshot."""
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) as conn:
+        try:
+            return checksums.postgres_table_sums(conn)
+        finally:
+            conn.rollback()

@@ -1,0 +1,61 @@
+"""Where backups live in staging and what their ``manifest.json`` holds.
+
+A backup is one folder, ``<staging>/backups/<date>/``, with the dump and ``manifest.json``::
+
+    {"format": "biometrics-backup/1", "dialect": "postgresql", "date": "2024-05-01",
+     "files": {"warehouse.dump": {"bytes": 123, "sha256": "…"}},
+     "checksum_algorithm": "…", "tables": {"biometric_readings": {"rows": 9, "checksum": "…"}}, …}
+
+``files`` lists every file of the folder but the manifest itself; ``tables`` the row count and
+content checksum of every table at the moment of the dump (see ``checksums``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from biometrics_core.errors import InputError
+
+FORMAT = "biometrics-backup/1"
+BACKUPS_DIR = "backups"
+MANIFEST = "manifest.json"
+DUMP_FILES = {"postgresql": "warehouse.dump", "sqlite": "warehouse.sqlite3"}
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def backup_rel(day: dt.date) -> str:
+    """The backup folder of a day, relative to the staging path."""
+    return f"{BACKUPS_DIR}/{day.isoformat()}"
+
+
+def folder_day(name: str) -> dt.date | None:
+    """The date a folder is named after (``YYYY-MM-DD``), or None."""
+    if not _DAY.match(name):
+        return None
+    try:
+        return dt.date.fromisoformat(name)
+    except ValueError:
+        return None
+
+
+def check_manifest(manifest: dict, where: str) -> dict:
+    """The manifest if it is one this version can restore; InputError (exit 2) otherwise."""
+    if manifest.get("format") != FORMAT:
+        raise InputError(f"{where} is not a {FORMAT} manifest (format={manifest.get('format')!r})")
+    dialect = manifest.get("dialect")
+    if dialect not in DUMP_FILES:
+        raise InputError(f"{where}: unsupported dialect {dialect!r}")
+    files, tables = manifest.get("files"), manifest.get("tables")
+    if not isinstance(files, dict) or manifest.get("dump") not in files:
+        raise InputError(f"{where}: the manifest does not list its dump file")
+    for name, info in files.items():
+        if "/" in name or name.startswith(".") or not isinstance(info, dict) \
+                or not isinstance(info.get("sha256"), str) or not isinstance(info.get("bytes"), int):
+            raise InputError(f"{where}: invalid file entry {name!r}")
+    if not isinstance(tables, dict) or not all(
+            isinstance(t, dict) and isinstance(t.get("rows"), int) and isinstance(t.get("checksum"), str)
+            for t in tables.values()):
+        raise InputError(f"{where}: the manifest has no valid table checksums")
+    return manifest

@@ -1,0 +1,219 @@
+"""create + restore: a verified round trip on SQLite and PostgreSQL; damaged backups never reach the target."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+
+import pytest
+
+import biometrics_backup.dump_postgres as dump_postgres
+
+
+def _create(warehouse, tools) -> dict:
+    out = warehouse.backup("create", "--date", tools.DAY.isoformat(), "--staging-path", str(warehouse.staging))
+    assert out.exit_code == 0, out.stderr
+    if warehouse.password:
+        assert warehouse.password not in out.stdout + out.stderr
+    return out.manifest
+
+
+def _location(warehouse, tools):
+    return warehouse.staging / "backups" / tools.DAY.isoformat()
+
+
+def _restore(warehouse, tools, target: str, *extra: str):
+    return warehouse.backup("restore", "--date", tools.DAY.isoformat(), "--staging-path", str(warehouse.staging),
+                            *extra, env={"BIOMETRICS_RESTORE_TARGET_URL": target})
+
+
+def test_create_then_restore_into_an_empty_database(warehouse, targets, tools):
+    before = tools.content(warehouse.url)
+    assert set(tools.TABLES) <= set(before) and before["biometric_readings"][0] > 0
+    run = _create(warehouse, tools)
+
+    location = _location(warehouse, tools)
+    assert run["outputs"] == [location.as_uri()]
+    manifest = json.loads((location / "manifest.json").read_text())
+    dump = location / manifest["dump"]
+    assert sorted(p.name for p in location.iterdir()) == sorted([dump.name, "manifest.json"])
+    assert manifest["files"] == {dump.name: {"bytes": dump.stat().st_size,
+                                             "sha256": hashlib.sha256(dump.read_bytes()).hexdigest()}}
+    assert dump.read_bytes()[:5] == (b"PGDMP" if warehouse.dialect == "postgresql" else b"SQLit")
+    # the manifest describes the warehouse as it was; the run recorded itself in etl_runs afterwards
+    assert {t: v["rows"] for t, v in manifest["tables"].items() if t in tools.TABLES} == \
+        {t: before[t][0] for t in tools.TABLES}
+    assert tools.scalar(warehouse.url, "SELECT status FROM etl_runs WHERE run_id = :r", r=run["run_id"]) == "success"
+    assert tools.content(warehouse.url, exclude_run=run["run_id"]) == before
+
+    target = targets.empty()
+    restored = _restore(warehouse, tools, target)
+    assert restored.exit_code == 0, restored.stderr
+    assert restored.manifest["rows_out"] == sum(v["rows"] for v in manifest["tables"].values())
+    # compared independently of the stage's own checksums: every row of every table
+    assert tools.content(target) == before
+    if warehouse.dialect == "postgresql":
+        assert len(tools.partitions(target)) == len(tools.DAYS)
+        assert tools.partitions(target) == tools.partitions(warehouse.url)
+        assert warehouse.password not in restored.stdout + restored.stderr
+
+
+@pytest.mark.postgres
+def test_password_never_in_a_command_line(pg_warehouse, pg_targets, tools, monkeypatch):
+    """pg_dump and pg_restore get the password from the environment, never from argv."""
+    seen: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def popen(argv, *args, **kwargs):  # subprocess.run goes through Popen too
+        seen.append(list(argv))
+        return real_popen(argv, *args, **kwargs)
+
+    monkeypatch.setattr(dump_postgres.subprocess, "Popen", popen)
+    _create(pg_warehouse, tools)
+    restored = _restore(pg_warehouse, tools, pg_targets.empty())
+    assert restored.exit_code == 0, restored.stderr
+    assert [argv[0].rsplit("/", 1)[-1] for argv in seen] == ["pg_dump", "pg_restore"], seen
+    assert not any(pg_warehouse.password in arg for argv in seen for arg in argv)
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "truncate", "delete"])
+def test_damaged_dump_is_refused_and_the_target_untouched(warehouse, targets, tools, damage):
+    _create(warehouse, tools)
+    manifest = json.loads((_location(warehouse, tools) / "manifest.json").read_text())
+    dump = _location(warehouse, tools) / manifest["dump"]
+    data = bytearray(dump.read_bytes())
+    if damage == "flip a byte":
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "truncate":
+        del data[-100:]
+    dump.write_bytes(bytes(data))
+    if damage == "delete":
+        dump.unlink()
+    target = targets.empty()
+    out = _restore(warehouse, tools, target)
+    assert out.exit_code == 1
+    assert {"flip a byte": "SHA-256", "truncate": "bytes", "delete": "missing"}[damage] in out.error_line
+    assert "nothing was restored" in out.error_line
+    if warehouse.dialect == "sqlite":
+        assert not (targets.tmp_path / target.rsplit("/", 1)[-1]).exists()  # not even created
+    assert tools.content(target) == {}  # no table was created
+
+
+def test_restore_verifies_every_table_against_the_manifest(warehouse, targets, tools):
+    _create(warehouse, tools)
+    path = _location(warehouse, tools) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["tables"]["daily_metrics"]["checksum"] = "12345"
+    manifest["tables"]["etl_runs"]["rows"] += 1
+    path.write_text(json.dumps(manifest))
+    out = _restore(warehouse, tools, targets.empty())
+    assert out.exit_code == 1
+    assert "daily_metrics: content checksum differs" in out.error_line
+    assert "etl_runs:" in out.error_line and "rows, expected" in out.error_line
+
+
+def test_non_empty_target_needs_force(warehouse, tools):
+    before = tools.content(warehouse.url)
+    run = _create(warehouse, tools)
+    # the warehouse itself is a non-empty target (it now also holds the backup run's own row)
+    refused = warehouse.backup("restore", "--from", str(_location(warehouse, tools)), "--target-url", warehouse.url)
+    assert refused.exit_code == 2
+    assert "is not empty" in refused.error_line and "--force" in refused.error_line
+    assert tools.scalar(warehouse.url, "SELECT count(*) FROM etl_runs WHERE run_id = :r", r=run["run_id"]) == 1
+    forced = warehouse.backup("restore", "--from", _location(warehouse, tools).as_uri(), "--target-url",
+                              warehouse.url, "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert tools.content(warehouse.url) == before
+    if warehouse.password:
+        assert warehouse.password not in refused.stderr + forced.stdout + forced.stderr
+
+
+def test_restore_usage_errors(sqlite_warehouse, tools, tmp_path):
+    wh = sqlite_warehouse
+    day = tools.DAY.isoformat()
+    nothing = wh.backup("restore", env={"BIOMETRICS_RESTORE_TARGET_URL": f"sqlite:///{tmp_path / 'r.db'}"})
+    assert nothing.exit_code == 2 and "--from" in nothing.error_line
+    missing = wh.backup("restore", "--date", day, "--staging-path", str(wh.staging),
+                        env={"BIOMETRICS_RESTORE_TARGET_URL": f"sqlite:///{tmp_path / 'r.db'}"})
+    assert missing.exit_code == 2 and "manifest.json" in missing.error_line
+    assert _create(wh, tools)["status"] == "success"
+    no_target = wh.backup("restore", "--date", day, "--staging-path", str(wh.staging))
+    assert no_target.exit_code == 2 and "BIOMETRICS_RESTORE_TARGET_URL" in no_target.error_line
+    other = wh.backup("restore", "--date", day, "--staging-path", str(wh.staging), "--target-url",
+                      "postgresql://someone:hunter2-secret@127.0.0.1:1/wh")
+    assert other.exit_code == 2 and "sqlite backup" in other.error_line
+    assert "hunter2-secret" not in other.stdout + other.stderr
+    bad_date = wh.backup("create", "--date", "2026-13-01", "--staging-path", str(wh.staging))
+    assert bad_date.exit_code == 2 and "--date" in bad_date.error_line
+
+
+def test_create_without_a_warehouse_is_a_configuration_error(tmp_path, tools):
+    missing = tools.backup("create", "--date", tools.DAY.isoformat(), "--staging-path", str(tmp_path),
+                           env={"BIOMETRICS_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'nope.db'}"})
+    assert missing.exit_code == 2 and "does not exist" in missing.error_line
+    unset = tools.backup("create", "--date", tools.DAY.isoformat(), "--staging-path", str(tmp_path),
+                         env={"BIOMETRICS_WAREHOUSE_URL": ""})
+    assert unset.exit_code == 2 and "BIOMETRICS_WAREHOUSE_URL" in unset.error_line
+    assert not (tmp_path / "backups").exists()
+
+
+@pytest.mark.postgres
+def test_wrong_password_is_exit_2_without_the_password(pg_warehouse, pg_targets, tools):
+    wh, wrong = pg_warehouse, "wrong-Pa55word-xyz"
+
+    def with_wrong_password(url: str) -> str:
+        bad = url.replace(f":{wh.password}@", f":{wrong}@")
+        assert wrong in bad
+        return bad
+
+    created = wh.backup("create", "--date", tools.DAY.isoformat(), "--staging-path", str(wh.staging),
+                        env={"BIOMETRICS_WAREHOUSE_URL": with_wrong_password(wh.url)})
+    assert created.exit_code == 2
+    assert "cannot connect to the warehouse" in created.error_line
+    assert wrong not in created.stdout + created.stderr
+    assert not (wh.staging / "backups").exists()
+
+    _create(wh, tools)
+    target = pg_targets.empty()
+    bad_target = with_wrong_password(target)
+    from_env = _restore(wh, tools, bad_target)
+    from_argument = _restore(wh, tools, "", "--target-url", bad_target)
+    for out in (from_env, from_argument):
+        assert out.exit_code == 2, out.stderr
+        assert "cannot connect to the restore target" in out.error_line
+        assert wrong not in out.stdout + out.stderr
+        assert wh.password not in out.stdout + out.stderr
+    assert tools.content(target) == {}
+
+
+@pytest.mark.postgres
+def test_writes_during_the_dump_are_in_neither_the_dump_nor_the_manifest(pg_warehouse, pg_targets, tools,
+                                                                          monkeypatch):
+    """pg_dump and the checksums share one exported snapshot: a write committed meanwhile is in neither."""
+    import sqlalchemy as sa
+
+    import biometrics_backup.checksums as checksums
+
+    before = tools.content(pg_warehouse.url)
+    real_sums = checksums.postgres_table_sums
+
+    def write_then_sum(conn):
+        engine = sa.create_engine(pg_warehouse.url)
+        with engine.begin() as other:
+            other.execute(sa.text(
+                "INSERT INTO etl_dead_letters (date, stage, source, record, reason, created_at) "
+                "VALUES (:d, 'test', 'concurrent', '{}', 'written during the dump', now())"), {"d": tools.DAY})
+        engine.dispose()
+        return real_sums(conn)
+
+    monkeypatch.setattr(checksums, "postgres_table_sums", write_then_sum)
+    run = _create(pg_warehouse, tools)
+    manifest = json.loads((_location(pg_warehouse, tools) / "manifest.json").read_text())
+    assert manifest["tables"]["etl_dead_letters"]["rows"] == before["etl_dead_letters"][0]
+    assert tools.scalar(pg_warehouse.url, "SELECT count(*) FROM etl_dead_letters") == before["etl_dead_letters"][0] + 1
+    assert run["status"] == "success"
+    target = pg_targets.empty()
+    restored = _restore(pg_warehouse, tools, target)
+    assert restored.exit_code == 0, restored.stderr
+    assert tools.content(target) == before
