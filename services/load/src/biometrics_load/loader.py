@@ -4,7 +4,7 @@ PostgreSQL: the day's readings are COPied into a fresh, unindexed table, indexed
 swapped in for the day's partition (detach old, attach new) — all in one transaction, so readers
 see the old day until commit and a killed load leaves the old day intact. Daily metrics and dead
 letters of the day are replaced in the same transaction.
-SQLite (embedded default): delete and insert the day in one transaction.
+SQLite (embedded default): delete and insert the day in one transaction, rows converted by Arrow.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import time
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import sqlalchemy as sa
 
 from biometrics_core import db, runlog, schemas, warehouse
+from biometrics_core.errors import ConfigError
 from biometrics_core.manifest import RunManifest
 
 from .copy import copy_sql, csv_chunks
@@ -56,7 +58,9 @@ def load_day(engine: sa.Engine, day: dt.date, data: DayData, batch_size: int, ow
              finish) -> LoadCounts:
     if db.is_postgres(engine):
         return _load_postgres(engine, day, data, batch_size, own, finish)
-    return _load_generic(engine, day, data, batch_size, own, finish)
+    if engine.dialect.name == "sqlite":
+        return _load_sqlite(engine, day, data, batch_size, own, finish)
+    raise ConfigError(f"unsupported warehouse database {engine.dialect.name!r}: use PostgreSQL or SQLite")
 
 
 def _copy(conn: sa.Connection, table: str, columns: list[str], dataset: ds.Dataset, batch_size: int) -> int:
@@ -143,11 +147,20 @@ def _restore_dead_letter_history(conn: sa.Connection, day: dt.date) -> None:
     conn.execute(sa.text("DROP TABLE dead_letters_kept"))
 
 
-def _rows(batch: pa.RecordBatch, columns: list[str]) -> list[dict]:
-    return batch.select(columns).to_pylist()
+def _sqlite_rows(batch: pa.RecordBatch, columns: list[str]) -> list[tuple]:
+    """Plain tuples in SQLAlchemy's SQLite storage formats, converted column-wise by Arrow."""
+    values = []
+    for name in columns:
+        column = batch.column(name)
+        if pa.types.is_timestamp(column.type):
+            column = pc.strftime(column.cast(pa.timestamp("us")), "%Y-%m-%d %H:%M:%S")  # %S carries the µs
+        elif pa.types.is_date(column.type):
+            column = column.cast(pa.string())
+        values.append(column.to_pylist())
+    return list(zip(*values))
 
 
-def _load_generic(engine, day, data, batch_size, own, finish) -> LoadCounts:
+def _load_sqlite(engine, day, data, batch_size, own, finish) -> LoadCounts:
     counts = LoadCounts()
     meta = sa.MetaData()
     tables = {name: sa.Table(name, meta, autoload_with=engine)
@@ -166,7 +179,8 @@ def _load_generic(engine, day, data, batch_size, own, finish) -> LoadCounts:
                 (tables[warehouse.DEAD_LETTERS_TABLE], DEAD_LETTER_COLUMNS, data.dead_letters, "dead_letters")):
             for batch in _batches(dataset, batch_size):
                 if batch.num_rows:
-                    conn.execute(table.insert(), _rows(batch, columns))
+                    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) "
+                                         f"VALUES ({', '.join('?' * len(columns))})", _sqlite_rows(batch, columns))
                     setattr(counts, attr, getattr(counts, attr) + batch.num_rows)
         _restore_dead_letter_history(conn, day)
         _record(conn, data, own, counts, finish)
