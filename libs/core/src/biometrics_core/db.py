@@ -42,6 +42,8 @@ def connect(url: str, variable: str, purpose: str, *, must_exist: bool = True) -
             raise ConfigError(f"the {purpose} does not exist: {safe_url(parsed)} ({variable})")
     try:
         engine = sa.create_engine(parsed, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            _sqlite_pragmas(engine)  # before the first connection, which the pool keeps
         with engine.connect():
             pass
     except NoSuchModuleError:
@@ -49,8 +51,6 @@ def connect(url: str, variable: str, purpose: str, *, must_exist: bool = True) -
     except DBAPIError as exc:
         raise ConfigError(f"cannot connect to the {purpose} ({safe_url(parsed)}): "
                           f"{one_line(redact(str(exc.orig), (parsed.password or '',)))}") from None
-    if engine.dialect.name == "sqlite":
-        _sqlite_pragmas(engine)
     return engine
 
 

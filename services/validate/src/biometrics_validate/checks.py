@@ -1,0 +1,314 @@
+"""The data-quality checks of a loaded day, each a small function returning a ``CheckResult``.
+
+All the work is set-based SQL in the warehouse: one scan or one aggregate per check, over the
+day's partition only on PostgreSQL. Python sees a handful of figures and a few examples, never
+the rows. The SQL is plain enough for both PostgreSQL and SQLite (the embedded default).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import sqlalchemy as sa
+
+from biometrics_core.catalogue import METRICS
+from biometrics_core.warehouse import DAILY_METRICS_TABLE, DEAD_LETTERS_TABLE, READINGS_TABLE
+
+from .day import DayFacts, query
+
+VOLUME_HISTORY_DAYS = 7
+# sums and averages of floats depend on the order of addition (DuckDB adds in parallel, the
+# warehouse in scan order): they match within this relative tolerance; counts, min and max exactly
+REL_TOLERANCE = 1e-9
+EXAMPLES = 5
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str
+    figures: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Context:
+    day: dt.date
+    facts: DayFacts
+    source_rows: dict[str, int]          # "database" and each vendor -> source rows of the day
+    extracted: dict[str, int]            # the same as the extract staged them
+    min_ratio: float
+    max_ratio: float
+
+
+def _rows(conn: sa.Connection, sql: str, **params) -> list[dict]:
+    return [dict(r._mapping) for r in conn.execute(query(sql), params)]
+
+
+def _int(value) -> int:
+    return int(value or 0)  # SUM over no rows is NULL; PostgreSQL's SUM(bigint) is numeric
+
+
+# -- reconciliation --------------------------------------------------------------------------------
+def reconciliation(conn: sa.Connection, ctx: Context) -> CheckResult:
+    """Source rows of the day = clean rows + rejected rows, in total and for every source."""
+    facts = ctx.facts
+    by_source = {}
+    for source in sorted(set(ctx.source_rows) | set(facts.clean_by_source) | set(facts.rejected_by_source)):
+        source_n = ctx.source_rows.get(source, 0)
+        clean, rejected = facts.clean_by_source.get(source, 0), facts.rejected_by_source.get(source, 0)
+        # "extracted" tells where a difference arose: before the extract (the source changed since)
+        # or after it (a stage lost or invented rows)
+        by_source[source] = {"source": source_n, "extracted": ctx.extracted.get(source, 0), "clean": clean,
+                             "rejected": rejected, "difference": source_n - clean - rejected}
+    total = sum(ctx.source_rows.values())
+    difference = total - facts.clean - facts.rejected
+    off = {s: f["difference"] for s, f in by_source.items() if f["difference"]}
+    figures = {"source_rows": total, "clean_rows": facts.clean, "rejected_rows": facts.rejected,
+               "difference": difference, "by_source": by_source}
+    if not off:
+        return CheckResult("reconciliation", True,
+                           f"{total} source rows = {facts.clean} clean + {facts.rejected} rejected", figures)
+    # difference > 0: source rows in neither table (lost); < 0: rows the source does not have
+    listed = ", ".join(f"{s} {d:+d}" for s, d in off.items())
+    return CheckResult("reconciliation", False,
+                       f"{total} source rows != {facts.clean} clean + {facts.rejected} rejected; "
+                       f"source minus warehouse by source: {listed}", figures)
+
+
+# -- NULL keys -------------------------------------------------------------------------------------
+_KEYS = {
+    READINGS_TABLE: ("source", "reading_id", "user_id", "device_id", "metric_type", "created_at"),
+    DAILY_METRICS_TABLE: ("user_id", "metric_type"),
+    DEAD_LETTERS_TABLE: ("stage", "source", "reason"),
+}
+
+
+def null_keys(conn: sa.Connection, ctx: Context) -> CheckResult:
+    found: dict[str, int] = {}
+    for table, columns in _KEYS.items():
+        sums = ", ".join(f"sum(CASE WHEN {c} IS NULL THEN 1 ELSE 0 END) AS {c}" for c in columns)
+        (row,) = _rows(conn, f"SELECT {sums} FROM {table} WHERE date = :day", day=ctx.day)
+        found.update({f"{table}.{c}": _int(row[c]) for c in columns})
+    # a row without a date belongs to no day at all: look for it anywhere (the date index finds it)
+    for table in (READINGS_TABLE, DAILY_METRICS_TABLE):
+        found[f"{table}.date"] = _int(conn.execute(query(f"SELECT count(*) FROM {table} WHERE date IS NULL"))
+                                      .scalar_one())
+    bad = {k: n for k, n in found.items() if n}
+    detail = "no NULL keys" if not bad else "NULL keys: " + ", ".join(f"{k} ({n} rows)" for k, n in bad.items())
+    return CheckResult("null_keys", not bad, detail, {"null_counts": found})
+
+
+# -- values in range -------------------------------------------------------------------------------
+def _catalogue_cte() -> tuple[str, dict]:
+    values, params = [], {}
+    for i, m in enumerate(METRICS.values()):
+        values.append(f"(:m{i}, :u{i}, CAST(:lo{i} AS DOUBLE PRECISION), CAST(:hi{i} AS DOUBLE PRECISION))")
+        params.update({f"m{i}": m.name, f"u{i}": m.unit, f"lo{i}": float(m.low), f"hi{i}": float(m.high)})
+    return f"catalogue (metric_type, unit, low, high) AS (VALUES {', '.join(values)})", params
+
+
+def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
+    """Every clean value has a known metric, the canonical unit and lies within the metric's range."""
+    cte, params = _catalogue_cte()
+    # NaN fails the range test too: PostgreSQL orders NaN above every number
+    rows = _rows(conn, f"""
+        WITH {cte}
+        SELECT r.metric_type, count(*) AS readings,
+            sum(CASE WHEN c.metric_type IS NULL THEN 1 ELSE 0 END) AS unknown_metric_type,
+            sum(CASE WHEN c.metric_type IS NOT NULL AND (r.unit IS NULL OR r.unit <> c.unit)
+                     THEN 1 ELSE 0 END) AS non_canonical_unit,
+            sum(CASE WHEN c.metric_type IS NOT NULL
+                          AND (r.value IS NULL OR NOT (r.value >= c.low AND r.value <= c.high))
+                     THEN 1 ELSE 0 END) AS out_of_range
+        FROM {READINGS_TABLE} r LEFT JOIN catalogue c ON c.metric_type = r.metric_type
+        WHERE r.date = :day
+        GROUP BY r.metric_type""", day=ctx.day, **params)
+    kinds = ("unknown_metric_type", "non_canonical_unit", "out_of_range")
+    totals = {k: sum(_int(r[k]) for r in rows) for k in kinds}
+    offending = {r["metric_type"]: {k: _int(r[k]) for k in kinds if _int(r[k])} for r in rows
+                 if any(_int(r[k]) for k in kinds)}
+    figures = {"readings": sum(_int(r["readings"]) for r in rows), **totals,
+               "by_metric": dict(sorted(offending.items())[:20])}
+    if not offending:
+        return CheckResult("values_in_range", True, "every value has a known metric, its canonical unit and "
+                                                    "lies within the catalogue range", figures)
+    listed = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in totals.items() if n)
+    return CheckResult("values_in_range", False, f"{listed} (metrics: {', '.join(sorted(offending)[:10])})", figures)
+
+
+# -- daily_metrics against biometric_readings ------------------------------------------------------
+def _close(a: str, b: str) -> str:
+    """|a - b| <= tolerance * max(|a|, |b|), in SQL both dialects know (no greatest() in SQLite)."""
+    return (f"abs({a} - {b}) <= {REL_TOLERANCE!r} * "
+            f"CASE WHEN abs({a}) > abs({b}) THEN abs({a}) ELSE abs({b}) END")
+
+
+_MISMATCHES = {  # mismatch kind -> SQL true when the group is fine (a NULL counts as a mismatch)
+    "sample_count": "d.sample_count = r.n",
+    "min_value": "d.min_value = r.lo",
+    "max_value": "d.max_value = r.hi",
+    "sum_value": _close("d.sum_value", "r.total"),
+    "avg_value": _close("d.value", "r.total / r.n"),
+}
+
+
+# an example shows both sides of a group: readings (r_) and daily_metrics (d_)
+_EXAMPLE_COLUMNS = ("user_id, metric_type, n AS r_count, sample_count AS d_count, lo AS r_min, "
+                    "min_value AS d_min, hi AS r_max, max_value AS d_max, total AS r_sum, sum_value AS d_sum, "
+                    "mean AS r_avg, value AS d_avg")
+
+
+def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
+    """The same (user_id, metric_type) groups, with the readings' count, min, max, sum and average."""
+    flags = ",\n".join(f"CASE WHEN r.user_id IS NULL OR d.user_id IS NULL OR ({ok}) THEN 0 ELSE 1 END "
+                       f"AS bad_{kind}" for kind, ok in _MISMATCHES.items())
+    # one FULL JOIN finds groups missing on either side in the same pass as the mismatches
+    # (an anti-join for daily_metrics rows without readings would probe the index per group)
+    if conn.dialect.name == "sqlite":
+        # SQLite joins two CTEs by nested scans (quadratic): join the table itself through its
+        # primary key instead, and drop the other days' rows its right-join side brings along
+        pairing = (f"{DAILY_METRICS_TABLE} d ON d.date = :day AND d.user_id = r.user_id AND d.metric_type = r.metric_type "
+                   "WHERE d.date IS NULL OR d.date = :day")
+    else:
+        pairing = "d ON d.user_id = r.user_id AND d.metric_type = r.metric_type"
+    judged = f"""
+        WITH r AS (
+            SELECT user_id, metric_type, count(*) AS n, min(value) AS lo, max(value) AS hi, sum(value) AS total
+            FROM {READINGS_TABLE} WHERE date = :day GROUP BY user_id, metric_type
+        ), d AS (
+            SELECT user_id, metric_type, sample_count, min_value, max_value, sum_value, value
+            FROM {DAILY_METRICS_TABLE} WHERE date = :day
+        ), judged AS (
+            -- the mean as total / n: avg() would keep a costlier state per group for the same figure
+            SELECT coalesce(r.user_id, d.user_id) AS user_id,
+                   coalesce(r.metric_type, d.metric_type) AS metric_type,
+                   r.n, r.lo, r.hi, r.total, r.total / r.n AS mean,
+                   d.sample_count, d.min_value, d.max_value, d.sum_value, d.value,
+                   CASE WHEN d.user_id IS NULL THEN 1 ELSE 0 END AS bad_missing,
+                   CASE WHEN r.user_id IS NULL THEN 1 ELSE 0 END AS bad_extra,
+                   {flags}
+            FROM r FULL OUTER JOIN {pairing}
+        )"""
+    kinds = ("missing", "extra", *_MISMATCHES)
+    # count(n): the groups the readings have (n is NULL on a daily_metrics row without readings)
+    (summary,) = _rows(conn, judged + " SELECT count(n) AS groups, "
+                       + ", ".join(f"sum(bad_{k}) AS {k}" for k in kinds) + " FROM judged", day=ctx.day)
+    counts = {k: _int(summary[k]) for k in kinds}
+    figures = {"reading_groups": _int(summary["groups"]), "missing_groups": counts.pop("missing"),
+               "extra_groups": counts.pop("extra"), "mismatched": counts, "relative_tolerance": REL_TOLERANCE}
+    problems = {k: n for k, n in counts.items() if n}
+    if figures["missing_groups"]:
+        problems["groups missing from daily_metrics"] = figures["missing_groups"]
+    if figures["extra_groups"]:
+        problems["groups without readings"] = figures["extra_groups"]
+    if not problems:
+        return CheckResult("daily_metrics_consistency", True,
+                           f"{figures['reading_groups']} groups match the readings' count, min, max, sum and average",
+                           figures)
+    condition = " OR ".join(f"bad_{k} = 1" for k in kinds)
+    figures["examples"] = [_plain(r) for r in _rows(
+        conn, judged + f" SELECT {_EXAMPLE_COLUMNS} FROM judged WHERE {condition} "
+                       f"ORDER BY user_id, metric_type LIMIT {EXAMPLES}", day=ctx.day)]
+    listed = ", ".join(f"{k}: {n}" for k, n in problems.items())
+    return CheckResult("daily_metrics_consistency", False, f"daily_metrics disagree with biometric_readings ({listed})",
+                       figures)
+
+
+def _plain(row: dict) -> dict:
+    return {k: (v if isinstance(v, (int, float, str, type(None))) else str(v)) for k, v in row.items()}
+
+
+# -- uniqueness ------------------------------------------------------------------------------------
+_UNIQUE = {  # name -> (table, key columns), unique within the day
+    "reading_id": (READINGS_TABLE, ("source", "reading_id")),
+    "natural_key": (READINGS_TABLE, ("user_id", "device_id", "metric_type", "created_at")),
+    "daily_metrics_key": (DAILY_METRICS_TABLE, ("user_id", "metric_type")),
+}
+
+
+def _enforcing_key(conn: sa.Connection, table: str, columns: tuple[str, ...]) -> list[str] | None:
+    """The table's primary key when it alone makes (date, columns) unique.
+
+    The database then proves uniqueness (on PostgreSQL every partition carries the key):
+    counting 10 M keys again would cost a large hash aggregate and could find nothing."""
+    primary = sa.inspect(conn).get_pk_constraint(table).get("constrained_columns") or []
+    return primary if primary and set(primary) <= {"date", *columns} else None
+
+
+def _duplicates(conn: sa.Connection, day: dt.date, table: str, columns: tuple[str, ...]) -> dict:
+    keys = ", ".join(columns)
+    # the window totals ride along with the first few duplicated keys: one aggregate per key
+    rows = _rows(conn, f"""
+        SELECT {keys}, n, count(*) OVER () AS duplicated_keys, sum(n - 1) OVER () AS surplus_rows
+        FROM (SELECT {keys}, count(*) AS n FROM {table} WHERE date = :day GROUP BY {keys} HAVING count(*) > 1) dup
+        ORDER BY {keys} LIMIT {EXAMPLES}""", day=day)
+    found = {"duplicated_keys": _int(rows[0]["duplicated_keys"]) if rows else 0,
+             "surplus_rows": _int(rows[0]["surplus_rows"]) if rows else 0}
+    if rows:
+        found["examples"] = [_plain({c: r[c] for c in (*columns, "n")}) for r in rows]
+    return found
+
+
+def uniqueness(conn: sa.Connection, ctx: Context) -> CheckResult:
+    figures: dict = {}
+    problems = []
+    for name, (table, columns) in _UNIQUE.items():
+        figures[name] = {"table": table, "key": list(columns)}
+        enforcing = _enforcing_key(conn, table, columns)
+        if enforcing:
+            figures[name].update({"duplicated_keys": 0, "enforced_by": f"primary key ({', '.join(enforcing)})"})
+            continue
+        figures[name].update(_duplicates(conn, ctx.day, table, columns))
+        if figures[name]["duplicated_keys"]:
+            problems.append(f"{figures[name]['duplicated_keys']} duplicated ({', '.join(columns)}) in {table}")
+    if not problems:
+        return CheckResult("uniqueness", True, "(source, reading_id), (user_id, device_id, metric_type, created_at) "
+                                               "and the daily_metrics key are unique", figures)
+    return CheckResult("uniqueness", False, "; ".join(problems), figures)
+
+
+# -- volume ----------------------------------------------------------------------------------------
+def volume(conn: sa.Connection, ctx: Context) -> CheckResult:
+    """Clean rows of the day against the mean of the trailing days that have data."""
+    since = ctx.day - dt.timedelta(days=VOLUME_HISTORY_DAYS)
+    history = {str(r["date"]): _int(r["n"]) for r in _rows(
+        conn, f"SELECT date, count(*) AS n FROM {READINGS_TABLE} WHERE date >= :since AND date < :day "
+              "GROUP BY date ORDER BY date", since=since, day=ctx.day)}
+    today = ctx.facts.clean
+    figures = {"rows": today, "history": history, "min_ratio": ctx.min_ratio, "max_ratio": ctx.max_ratio}
+    if not history:
+        return CheckResult("volume", True, f"no history: no readings in the {VOLUME_HISTORY_DAYS} days before "
+                                           f"{ctx.day}", figures)
+    mean = sum(history.values()) / len(history)
+    ratio = today / mean
+    figures.update({"trailing_mean": round(mean, 3), "ratio": round(ratio, 6)})
+    passed = ctx.min_ratio <= ratio <= ctx.max_ratio
+    verdict = "within" if passed else "outside"
+    return CheckResult("volume", passed, f"{today} rows = {ratio:.3f} x the mean of {len(history)} trailing day(s) "
+                                         f"({mean:.1f}), {verdict} [{ctx.min_ratio}, {ctx.max_ratio}]", figures)
+
+
+CHECKS: tuple[Callable[[sa.Connection, Context], CheckResult], ...] = (
+    reconciliation, null_keys, values_in_range, daily_metrics_consistency, uniqueness, volume)
+
+
+def run_all(conn: sa.Connection, ctx: Context) -> list[CheckResult]:
+    results = []
+    for check in CHECKS:
+        started = time.monotonic()
+        result = check(conn, ctx)
+        log.log(logging.INFO if result.passed else logging.ERROR, "check %s %s (%.1f s): %s", result.name,
+                "passed" if result.passed else "FAILED", time.monotonic() - started, result.detail)
+        results.append(result)
+    return results
+

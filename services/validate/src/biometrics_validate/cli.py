@@ -1,0 +1,71 @@
+"""``biometrics-validate``: prove the loaded day complete and consistent, or exit 1 naming the checks."""
+
+from __future__ import annotations
+
+import logging
+
+from biometrics_core import db, runlog, settings
+from biometrics_core.cli import StageRun, stage_command, stage_group
+from biometrics_core.errors import ConfigError, DataQualityError, InputError
+
+from . import checks, day, source
+
+log = logging.getLogger(__name__)
+
+main = stage_group("validate", "Validate stage of the BIOMETRICS ETL.")
+
+
+def _volume_bounds() -> tuple[float, float]:
+    low, high = settings.get_float("BIOMETRICS_VOLUME_MIN_RATIO"), settings.get_float("BIOMETRICS_VOLUME_MAX_RATIO")
+    if not 0 <= low <= high:
+        raise ConfigError(f"BIOMETRICS_VOLUME_MIN_RATIO={low} and BIOMETRICS_VOLUME_MAX_RATIO={high}: "
+                          "expected 0 <= min <= max")
+    return low, high
+
+
+def _database_rows(run: StageRun) -> int:
+    engine = db.connect(settings.source_url(), "BIOMETRICS_DB_URL", "application database")
+    try:
+        return source.database_rows(engine, run.day)
+    finally:
+        engine.dispose()
+
+
+@stage_command(main, "readings", help="Check the loaded day: reconciliation with the source, NULL keys, value "
+                                      "ranges, daily metrics, uniqueness and volume. Exit 1 names failed checks.")
+def readings(run: StageRun):
+    min_ratio, max_ratio = _volume_bounds()
+    # configuration and inputs first: a missing setting or manifest exits 2 before any query runs
+    warehouse_url = settings.warehouse_url()
+    extracted = source.extracted_rows(run.staging, run.day)
+    source_rows = source.source_rows(_database_rows(run), extracted)
+    engine = db.connect(warehouse_url, "BIOMETRICS_WAREHOUSE_URL", "warehouse")
+    try:
+        day.require_schema(engine)
+        with day.snapshot(engine) as conn:
+            facts = day.facts(conn, run.day)
+            if not facts.loaded:
+                raise InputError(f"nothing is loaded for {run.day} in the warehouse ({db.safe_url(engine.url)}): "
+                                 f"run biometrics-load readings --date {run.day} first")
+            ctx = checks.Context(run.day, facts, source_rows, extracted, min_ratio, max_ratio)
+            results = checks.run_all(conn, ctx)
+        failed = [r.name for r in results if not r.passed]
+        manifest = run.manifest
+        manifest.rows_in = sum(source_rows.values())
+        manifest.rows_out = facts.clean
+        for reason, count in sorted(facts.rejected_by_reason.items()):
+            manifest.reject(reason, count)
+        manifest.details = {"checks": [r.to_dict() for r in results], "failed_checks": failed,
+                            "source_rows": source_rows, "warehouse": db.safe_url(engine.url)}
+        message = f"data-quality check(s) failed: {', '.join(failed)}"
+        if failed:  # the etl_runs row must say so too (the CLI would only mark it after recording)
+            manifest.status = "failed"
+            manifest.details["error"] = message
+        log.info("validated %s: %d of %d checks passed", run.day, len(results) - len(failed), len(results))
+        run.finish()
+        runlog.record_run(engine, manifest)
+    finally:
+        engine.dispose()
+    if failed:
+        raise DataQualityError(message)
+    return manifest

@@ -1,0 +1,91 @@
+"""The loaded day as the warehouse holds it: one consistent snapshot and the day's basic figures."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from biometrics_core import db
+from biometrics_core.errors import ConfigError
+from biometrics_core.warehouse import DEAD_LETTERS_TABLE, READINGS_TABLE, RUNS_TABLE, TABLES
+
+# the stages whose dead letters account for source rows (load replaces exactly these per day)
+PIPELINE_STAGES = ("extract", "transform")
+_DATE_PARAMS = ("day", "since")
+
+
+def query(sql: str) -> sa.TextClause:
+    """``sa.text`` whose date parameters are typed, so SQLite gets the ISO text it stores."""
+    clause = sa.text(sql)
+    dates = [sa.bindparam(name, type_=sa.Date) for name in _DATE_PARAMS if f":{name}" in sql]
+    return clause.bindparams(*dates) if dates else clause
+
+
+def require_schema(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite" and engine.dialect.dbapi.sqlite_version_info < (3, 39):
+        raise ConfigError(f"SQLite {engine.dialect.dbapi.sqlite_version} is too old for validate: "
+                          "it needs 3.39 or later (FULL OUTER JOIN)")
+    inspector = sa.inspect(engine)
+    missing = [t for t in TABLES if not inspector.has_table(t)]
+    if missing:
+        raise ConfigError(f"the warehouse ({db.safe_url(engine.url)}) has no table {', '.join(missing)}: "
+                          "run biometrics-load migrate, then load the day")
+
+
+@contextlib.contextmanager
+def snapshot(engine: Engine) -> Iterator[sa.Connection]:
+    """One read-only transaction: every check sees the same committed day, even when a load of
+    that day commits meanwhile."""
+    with engine.connect() as conn:
+        if db.is_postgres(engine):
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with conn.begin():
+            if engine.dialect.name == "sqlite":
+                # Python's sqlite3 opens no transaction for reads: each SELECT would see its own
+                # snapshot. An explicit BEGIN holds one read snapshot (WAL) until the commit.
+                conn.exec_driver_sql("BEGIN")
+            yield conn
+
+
+@dataclass
+class DayFacts:
+    clean_by_source: dict[str, int] = field(default_factory=dict)
+    rejected_by_source: dict[str, int] = field(default_factory=dict)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    load_recorded: bool = False
+
+    @property
+    def clean(self) -> int:
+        return sum(self.clean_by_source.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_source.values())
+
+    @property
+    def loaded(self) -> bool:
+        """A load of the day committed: its run is recorded (an empty day), or it left rows."""
+        return self.load_recorded or bool(self.clean or self.rejected)
+
+
+def facts(conn: sa.Connection, day: dt.date) -> DayFacts:
+    out = DayFacts()
+    rows = conn.execute(query(f"SELECT source, count(*) FROM {READINGS_TABLE} WHERE date = :day GROUP BY source"),
+                        {"day": day})
+    out.clean_by_source = {source: int(n) for source, n in rows}
+    rows = conn.execute(
+        query(f"SELECT source, reason, count(*) FROM {DEAD_LETTERS_TABLE} WHERE date = :day AND stage IN :stages "
+              "GROUP BY source, reason").bindparams(sa.bindparam("stages", expanding=True)),
+        {"day": day, "stages": list(PIPELINE_STAGES)})
+    for source, reason, n in rows:
+        out.rejected_by_source[source] = out.rejected_by_source.get(source, 0) + int(n)
+        out.rejected_by_reason[reason] = out.rejected_by_reason.get(reason, 0) + int(n)
+    out.load_recorded = conn.execute(
+        query(f"SELECT count(*) FROM {RUNS_TABLE} WHERE date = :day AND stage = 'load' AND status = 'success'"),
+        {"day": day}).scalar_one() > 0
+    return out

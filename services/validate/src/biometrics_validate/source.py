@@ -1,0 +1,58 @@
+"""The source side of the reconciliation: how many readings of the day exist before the pipeline.
+
+Database rows are counted again, directly in the application database, so a row the extract
+missed shows up as a difference. Vendor files have no database to ask: their row counts come from
+the extract manifest left in staging.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from biometrics_core.dates import day_window
+from biometrics_core.errors import ConfigError, InputError
+from biometrics_core.manifest import manifest_path
+from biometrics_core.schemas import DATABASE_SOURCE
+from biometrics_core.staging import Staging
+
+SOURCE_TABLE = "raw_biometric_data"
+
+# only the column the day is chosen by; typed so that SQLAlchemy renders the bounds per dialect
+_source = sa.Table(SOURCE_TABLE, sa.MetaData(), sa.Column("created_at", sa.DateTime(timezone=True)))
+
+
+def database_rows(engine: Engine, day: dt.date) -> int:
+    """``raw_biometric_data`` rows with ``created_at`` in [D, D+1), counted by the database."""
+    if not sa.inspect(engine).has_table(SOURCE_TABLE):
+        raise ConfigError(f"the application database has no table {SOURCE_TABLE}")
+    start, end = day_window(day)
+    if engine.dialect.name == "sqlite":  # SQLite keeps naive UTC text: compare like with like (as extract does)
+        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    query = (sa.select(sa.func.count()).select_from(_source)
+             .where(_source.c.created_at >= start, _source.c.created_at < end))
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def extracted_rows(staging: Staging, day: dt.date) -> dict[str, int]:
+    """Rows per source the extract staged for the day (``details.rows_by_source`` of its manifest)."""
+    rel = manifest_path("extract", "readings")
+    if not staging.exists(rel):
+        raise InputError(f"missing {staging.uri(rel)}: run biometrics-extract readings for {day} first "
+                         "(vendor row counts come from its manifest)")
+    manifest = staging.read_json(rel)
+    if manifest.get("date") != day.isoformat():
+        raise InputError(f"{staging.uri(rel)} is for {manifest.get('date')}, not {day}: "
+                         "the staging path holds another day's run")
+    by_source = (manifest.get("details") or {}).get("rows_by_source")
+    if not isinstance(by_source, dict) or not all(isinstance(v, int) for v in by_source.values()):
+        raise InputError(f"{staging.uri(rel)} has no details.rows_by_source counts")
+    return by_source
+
+
+def source_rows(database: int, extracted: dict[str, int]) -> dict[str, int]:
+    """The day's source rows: the database's own count, each vendor's as extracted."""
+    return {DATABASE_SOURCE: database, **{name: n for name, n in extracted.items() if name != DATABASE_SOURCE}}

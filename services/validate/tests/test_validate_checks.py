@@ -1,0 +1,247 @@
+"""Each check fails, exit 1, named on stderr and in the manifest, when the warehouse is tampered with."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from biometrics_testkit.sample import source_metadata
+from biometrics_validate import checks
+from biometrics_validate.day import DayFacts
+
+DAY = dt.date(2026, 1, 5)  # the day conftest's pipeline loads
+
+COLUMNS = "date, source, reading_id, user_id, device_id, metric_type, value, unit, created_at, ingested_at"
+FIRST = ("(SELECT min(reading_id) FROM biometric_readings WHERE date = :d AND source = 'database' "
+         "AND metric_type = '{metric}')")
+
+
+def assert_fails(outcome, *names: str, only: bool = False) -> None:
+    assert outcome.exit_code == 1, outcome.stderr
+    assert outcome.manifest["status"] == "failed"
+    for name in names:
+        assert name in outcome.failed
+        assert name in outcome.error_line
+    if only:
+        assert outcome.failed == list(names)
+        assert outcome.error_line.endswith(f"data-quality check(s) failed: {', '.join(names)}")
+
+
+# -- reconciliation --------------------------------------------------------------------------------
+def test_deleted_reading_fails_reconciliation(loaded):
+    assert loaded.execute("DELETE FROM biometric_readings WHERE date = :d AND source = 'database' "
+                          f"AND reading_id = {FIRST.format(metric='heart_rate')}", d=DAY) == 1
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "reconciliation")
+    figures = outcome.checks["reconciliation"]["figures"]
+    assert figures["difference"] == 1
+    assert figures["by_source"]["database"]["difference"] == 1
+    assert "database +1" in outcome.checks["reconciliation"]["detail"]
+    # the failed run is recorded as failed
+    assert loaded.scalar("SELECT status FROM etl_runs WHERE stage = 'validate' AND date = :d", d=DAY) == "failed"
+
+
+def test_deleted_dead_letter_fails_reconciliation_alone(loaded):
+    dead_letter = loaded.scalar("SELECT min(id) FROM etl_dead_letters WHERE date = :d AND source = 'acme'", d=DAY)
+    loaded.execute("DELETE FROM etl_dead_letters WHERE id = :id", id=dead_letter)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "reconciliation", only=True)
+    assert outcome.checks["reconciliation"]["figures"]["by_source"]["acme"]["difference"] == 1
+
+
+def test_source_row_arriving_after_extract_fails_reconciliation(loaded):
+    # the source is counted again, not taken from the extract's word
+    source = sa.create_engine(loaded.env["BIOMETRICS_DB_URL"])
+    late = {"reading_id": 987_654_321, "user_id": 1, "device_id": "dev-late", "metric_type": "heart_rate",
+            "value": 70.0, "unit": "bpm", "created_at": dt.datetime(2026, 1, 5, 12, tzinfo=dt.timezone.utc),
+            "ingested_at": dt.datetime(2026, 1, 6, 1, tzinfo=dt.timezone.utc)}
+    _meta, table = source_metadata()
+    with source.begin() as conn:
+        conn.execute(table.insert(), [late])
+    try:
+        outcome = loaded.validate()
+    finally:  # the PostgreSQL source is shared by the tests
+        with source.begin() as conn:
+            conn.execute(table.delete().where(table.c.reading_id == late["reading_id"]))
+        source.dispose()
+
+    assert_fails(outcome, "reconciliation", only=True)
+    database = outcome.checks["reconciliation"]["figures"]["by_source"]["database"]
+    assert database["difference"] == 1
+    assert database["source"] == database["extracted"] + 1  # it arrived after the extract
+
+
+# -- values in range -------------------------------------------------------------------------------
+def test_value_out_of_range_fails_values_in_range(loaded):
+    loaded.execute("UPDATE biometric_readings SET value = 9999 WHERE date = :d AND source = 'database' "
+                   f"AND reading_id = {FIRST.format(metric='heart_rate')}", d=DAY)
+
+    outcome = loaded.validate()
+
+    # the group's max no longer matches its daily metric either
+    assert_fails(outcome, "values_in_range", "daily_metrics_consistency")
+    figures = outcome.checks["values_in_range"]["figures"]
+    assert figures["out_of_range"] == 1
+    assert figures["by_metric"] == {"heart_rate": {"out_of_range": 1}}
+
+
+def test_non_canonical_unit_fails_values_in_range_alone(loaded):
+    loaded.execute("UPDATE biometric_readings SET unit = 'fahrenheit' WHERE date = :d AND source = 'database' "
+                   f"AND reading_id = {FIRST.format(metric='skin_temperature')}", d=DAY)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "values_in_range", only=True)
+    assert outcome.checks["values_in_range"]["figures"]["non_canonical_unit"] == 1
+
+
+# -- daily metrics ---------------------------------------------------------------------------------
+FIRST_USER = "(SELECT min(user_id) FROM daily_metrics WHERE date = :d AND metric_type = 'heart_rate')"
+
+
+def test_broken_daily_metrics_avg_fails_consistency_alone(loaded):
+    loaded.execute(f"UPDATE daily_metrics SET value = value * 1.001 WHERE date = :d AND metric_type = 'heart_rate' "
+                   f"AND user_id = {FIRST_USER}", d=DAY)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "daily_metrics_consistency", only=True)
+    check = outcome.checks["daily_metrics_consistency"]
+    assert check["figures"]["mismatched"] == {"sample_count": 0, "min_value": 0, "max_value": 0, "sum_value": 0,
+                                              "avg_value": 1}
+    (example,) = check["figures"]["examples"]
+    assert example["metric_type"] == "heart_rate"
+    assert abs(example["d_avg"] / example["r_avg"] - 1.001) < 1e-12
+
+
+def test_avg_rounding_within_tolerance_passes(loaded):
+    loaded.execute(f"UPDATE daily_metrics SET value = value * (1 + 1e-12) WHERE date = :d "
+                   f"AND metric_type = 'heart_rate' AND user_id = {FIRST_USER}", d=DAY)
+
+    assert loaded.validate().exit_code == 0
+
+
+def test_missing_and_extra_daily_metrics_groups_fail_consistency(loaded):
+    loaded.execute(f"UPDATE daily_metrics SET metric_type = 'heart_rate_typo' WHERE date = :d "
+                   f"AND metric_type = 'heart_rate' AND user_id = {FIRST_USER}", d=DAY)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "daily_metrics_consistency", only=True)
+    figures = outcome.checks["daily_metrics_consistency"]["figures"]
+    assert (figures["missing_groups"], figures["extra_groups"]) == (1, 1)
+
+
+# -- uniqueness ------------------------------------------------------------------------------------
+def test_duplicate_reading_fails_uniqueness(loaded):
+    # the primary key forbids a second (source, reading_id): the copy gets a new id, same natural key
+    loaded.execute(f"INSERT INTO biometric_readings ({COLUMNS}) "
+                   f"SELECT date, source, reading_id + 900000000, user_id, device_id, metric_type, value, unit, "
+                   f"created_at, ingested_at FROM biometric_readings WHERE date = :d AND source = 'database' "
+                   f"AND reading_id = {FIRST.format(metric='steps')}", d=DAY)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "uniqueness", "reconciliation", "daily_metrics_consistency")
+    figures = outcome.checks["uniqueness"]["figures"]
+    assert figures["natural_key"]["duplicated_keys"] == 1
+    assert figures["natural_key"]["examples"][0]["metric_type"] == "steps"
+    assert figures["reading_id"]["duplicated_keys"] == 0
+
+
+# -- volume ----------------------------------------------------------------------------------------
+def _history(loaded, every: int, days: int = 7) -> None:
+    """Copy every ``every``-th clean reading of the day into each of the previous ``days`` days."""
+    for back in range(1, days + 1):
+        previous = DAY - dt.timedelta(days=back)
+        loaded.add_partition(previous)
+        loaded.execute(f"INSERT INTO biometric_readings ({COLUMNS}) SELECT :p, source, reading_id, user_id, "
+                       "device_id, metric_type, value, unit, created_at, ingested_at FROM biometric_readings "
+                       f"WHERE date = :d AND reading_id % {every} = 0", p=previous, d=DAY)
+
+
+def test_volume_spike_against_trailing_days_fails(loaded):
+    _history(loaded, every=3)  # the day has about three times its usual volume
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "volume", only=True)
+    figures = outcome.checks["volume"]["figures"]
+    assert len(figures["history"]) == 7
+    assert 2.5 < figures["ratio"] < 3.5
+    assert "outside [0.5, 2.0]" in outcome.checks["volume"]["detail"]
+
+    # the bounds are settings
+    assert loaded.validate(env={"BIOMETRICS_VOLUME_MAX_RATIO": "4"}).exit_code == 0
+
+
+def test_volume_like_the_trailing_days_passes(loaded):
+    _history(loaded, every=1, days=3)
+
+    outcome = loaded.validate()
+
+    assert outcome.exit_code == 0, outcome.stderr
+    figures = outcome.checks["volume"]["figures"]
+    assert (len(figures["history"]), figures["ratio"]) == (3, 1.0)
+
+
+# -- without the warehouse's constraints: NULL keys and duplicated primary keys are found too ------
+def _lax_warehouse() -> sa.Engine:
+    """The warehouse tables without NOT NULL or primary keys, which the real schema has."""
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE biometric_readings (date TEXT, source TEXT, reading_id INT, user_id INT, "
+                             "device_id TEXT, metric_type TEXT, value REAL, unit TEXT, created_at TEXT)"))
+        conn.execute(sa.text("CREATE TABLE daily_metrics (date TEXT, user_id INT, metric_type TEXT)"))
+        conn.execute(sa.text("CREATE TABLE etl_dead_letters (date TEXT, stage TEXT, source TEXT, reason TEXT)"))
+    return engine
+
+
+def test_null_keys_are_found_and_named():
+    engine = _lax_warehouse()
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO biometric_readings VALUES ('2026-01-05', 'database', 1, 7, NULL, "
+                             "'heart_rate', 60, 'bpm', '2026-01-05 10:00:00'), (NULL, 'database', 2, 7, 'd', "
+                             "'heart_rate', 60, 'bpm', '2026-01-05 10:00:00')"))
+        conn.execute(sa.text("INSERT INTO daily_metrics VALUES ('2026-01-05', NULL, 'heart_rate')"))
+        result = checks.null_keys(conn, checks.Context(DAY, DayFacts(), {}, {}, 0.5, 2.0))
+
+    assert not result.passed
+    bad = {k: n for k, n in result.figures["null_counts"].items() if n}
+    assert bad == {"biometric_readings.device_id": 1, "biometric_readings.date": 1, "daily_metrics.user_id": 1}
+    assert "biometric_readings.device_id (1 rows)" in result.detail
+
+
+def test_duplicates_are_counted_where_no_primary_key_enforces_uniqueness():
+    engine = _lax_warehouse()
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO biometric_readings VALUES "
+                             "('2026-01-05', 'acme', 1, 7, 'd1', 'heart_rate', 60, 'bpm', '2026-01-05 10:00:00'), "
+                             "('2026-01-05', 'acme', 1, 7, 'd1', 'spo2', 97, 'percent', '2026-01-05 10:00:00'), "
+                             "('2026-01-05', 'fitco', 1, 7, 'd2', 'spo2', 97, 'percent', '2026-01-05 10:00:00')"))
+        conn.execute(sa.text("INSERT INTO daily_metrics VALUES ('2026-01-05', 7, 'spo2'), ('2026-01-05', 7, 'spo2')"))
+        result = checks.uniqueness(conn, checks.Context(DAY, DayFacts(), {}, {}, 0.5, 2.0))
+
+    assert not result.passed
+    figures = result.figures
+    assert (figures["reading_id"]["duplicated_keys"], figures["reading_id"]["surplus_rows"]) == (1, 1)
+    assert figures["reading_id"]["examples"] == [{"source": "acme", "reading_id": 1, "n": 2}]
+    assert figures["natural_key"]["duplicated_keys"] == 0
+    assert figures["daily_metrics_key"]["duplicated_keys"] == 1
+    assert "enforced_by" not in figures["reading_id"]
+    assert result.detail == ("1 duplicated (source, reading_id) in biometric_readings; "
+                             "1 duplicated (user_id, metric_type) in daily_metrics")
+
+
+def test_primary_keys_prove_their_uniqueness(loaded):
+    outcome = loaded.validate()
+
+    figures = outcome.checks["uniqueness"]["figures"]
+    assert figures["reading_id"]["enforced_by"] == "primary key (date, source, reading_id)"
+    assert figures["daily_metrics_key"]["enforced_by"] == "primary key (date, user_id, metric_type)"
+    assert "enforced_by" not in figures["natural_key"]  # no constraint: counted
