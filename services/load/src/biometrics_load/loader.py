@@ -85,36 +85,36 @@ def _load_postgres(engine, day, data, batch_size, own, finish) -> LoadCounts:
     parent = warehouse.READINGS_TABLE
     next_day = day + dt.timedelta(days=1)
     with engine.begin() as conn:
-        conn.execute(sa.text("SET LOCAL lock_timeout = '5min'"))
-        conn.execute(sa.text("SET LOCAL TIME ZONE 'UTC'"))  # COPY sends naive UTC timestamps
-        conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))  # index builds after the COPY
+        _timed(conn, "SET LOCAL lock_timeout = '5min'")
+        _timed(conn, "SET LOCAL TIME ZONE 'UTC'")  # COPY sends naive UTC timestamps
+        _timed(conn, "SET LOCAL maintenance_work_mem = '256MB'")  # index builds after the COPY
         # 1. the new day, built aside: unindexed while copying, indexed after
-        conn.execute(sa.text(f"CREATE TABLE {building} (LIKE {parent} INCLUDING DEFAULTS)"))
+        _timed(conn, f"CREATE TABLE {building} (LIKE {parent} INCLUDING DEFAULTS)")
         log.info("copying readings into %s", building)
         counts.readings = _copy(conn, building, READING_COLUMNS, data.readings, batch_size)
-        conn.execute(sa.text(f"ALTER TABLE {building} ADD CONSTRAINT {building}_day "
-                             f"CHECK (date >= DATE '{day}' AND date < DATE '{next_day}')"))
-        conn.execute(sa.text(f"ALTER TABLE {building} ADD PRIMARY KEY (date, source, reading_id)"))
-        conn.execute(sa.text(f"CREATE INDEX {building}_user_metric ON {building} (date, user_id, metric_type)"))
+        _timed(conn, f"ALTER TABLE {building} ADD CONSTRAINT {building}_day "
+               f"CHECK (date >= DATE '{day}' AND date < DATE '{next_day}')")
+        _timed(conn, f"ALTER TABLE {building} ADD PRIMARY KEY (date, source, reading_id)")
+        _timed(conn, f"CREATE INDEX {building}_user_metric ON {building} (date, user_id, metric_type)")
         # 2. swap it in: the check constraint spares ATTACH a validation scan
-        exists = conn.execute(sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": partition}).scalar()
+        exists = _timed(conn, "SELECT to_regclass(:name) IS NOT NULL", {"name": partition}).scalar()
         if exists:
-            counts.replaced_readings = conn.execute(sa.text(f"SELECT count(*) FROM {partition}")).scalar()
-            conn.execute(sa.text(f"ALTER TABLE {parent} DETACH PARTITION {partition}"))
-            conn.execute(sa.text(f"DROP TABLE {partition}"))
-        conn.execute(sa.text(f"ALTER TABLE {building} RENAME TO {partition}"))
-        conn.execute(sa.text(f"ALTER TABLE {parent} ATTACH PARTITION {partition} "
-                             f"FOR VALUES FROM ('{day}') TO ('{next_day}')"))
-        conn.execute(sa.text(f"ALTER TABLE {partition} DROP CONSTRAINT {building}_day"))
+            counts.replaced_readings = _timed(conn, f"SELECT count(*) FROM {partition}").scalar()
+            _timed(conn, f"ALTER TABLE {parent} DETACH PARTITION {partition}")
+            _timed(conn, f"DROP TABLE {partition}")
+        _timed(conn, f"ALTER TABLE {building} RENAME TO {partition}")
+        _timed(conn, f"ALTER TABLE {parent} ATTACH PARTITION {partition} "
+               f"FOR VALUES FROM ('{day}') TO ('{next_day}')")
+        _timed(conn, f"ALTER TABLE {partition} DROP CONSTRAINT {building}_day")
         # 3. the day's aggregates and dead letters
-        conn.execute(sa.text(f"DELETE FROM {warehouse.DAILY_METRICS_TABLE} WHERE date = :d"), {"d": day})
+        _timed(conn, f"DELETE FROM {warehouse.DAILY_METRICS_TABLE} WHERE date = :d", {"d": day})
         counts.daily_metrics = _copy(conn, warehouse.DAILY_METRICS_TABLE, METRIC_COLUMNS, data.daily_metrics,
                                      batch_size)
         _delete_dead_letters(conn, day)
         counts.dead_letters = _copy(conn, warehouse.DEAD_LETTERS_TABLE, DEAD_LETTER_COLUMNS, data.dead_letters,
                                     batch_size)
         _restore_dead_letter_history(conn, day)
-        conn.execute(sa.text(f"ANALYZE {partition}"))
+        _timed(conn, f"ANALYZE {partition}")
         _record(conn, data, own, counts, finish)
     return counts
 
@@ -139,11 +139,12 @@ def _delete_dead_letters(conn: sa.Connection, day: dt.date) -> None:
 
 def _restore_dead_letter_history(conn: sa.Connection, day: dt.date) -> None:
     table = warehouse.DEAD_LETTERS_TABLE
-    conn.execute(sa.text(
-        f"UPDATE {table} SET created_at = k.created_at, status = k.status, status_changed_at = k.status_changed_at "
-        f"FROM dead_letters_kept k WHERE {table}.date = :d AND {table}.stage = k.stage "
-        f"AND {table}.source = k.source AND {table}.reason = k.reason "
-        f"AND coalesce({table}.source_record_id, '') = coalesce(k.source_record_id, '')"), {"d": day})
+    if conn.execute(sa.text("SELECT count(*) FROM dead_letters_kept")).scalar():  # not on a first load
+        conn.execute(sa.text(
+            f"UPDATE {table} SET created_at = k.created_at, status = k.status, status_changed_at = k.status_changed_at "
+            f"FROM dead_letters_kept k WHERE {table}.date = :d AND {table}.stage = k.stage "
+            f"AND {table}.source = k.source AND {table}.reason = k.reason "
+            f"AND coalesce({table}.source_record_id, '') = coalesce(k.source_record_id, '')"), {"d": day})
     conn.execute(sa.text("DROP TABLE dead_letters_kept"))
 
 
