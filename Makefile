@@ -33,7 +33,8 @@ demo: venv ## Run the daily pipeline end to end on the embedded default (SQLite,
 system-deps: ## Install and start what the tests need (Debian, as root): PostgreSQL, Docker engine, registry
 	scripts/system-deps.sh
 
-test: system-deps venv ## Install what the tests need and run the whole suite (real PostgreSQL, S3, Docker, Airflow)
+# system packages first: the integration setup (engine, base images, stage images, Airflow venv) needs them
+test: system-deps venv integration-setup ## Install what the tests need and run the whole suite (real PostgreSQL, S3, Docker, Airflow)
 	$(VENV_BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: venv ## Run the tests that need no Docker engine or Airflow

@@ -1,0 +1,139 @@
+"""Load dags/ with Airflow and describe it as JSON: run by the Airflow venv's Python for the tests.
+
+usage: python dag_probe.py OUT.json LOGICAL_DATE [LOGICAL_DATE...]
+
+The tests run in the repository venv, which has no Airflow (the two must not share dependencies);
+this script runs in .venv-airflow with AIRFLOW_HOME (a migrated metadata database),
+AIRFLOW__CORE__DAGS_FOLDER, Variables and Connections given by the caller's environment. It writes:
+- import errors of every DAG file (DagBag, as the dag-processor parses them);
+- each DAG's settings and each task's attributes, as parsed;
+- each task's template fields rendered by Airflow itself for each logical date (what
+  ``airflow tasks render`` does: the values Airflow stores and shows as "Rendered Template");
+- the data day ``biometrics_stage.data_day`` gives for a few run shapes (manual runs without a
+  logical date included).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+
+def jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def main(out: str, logical_dates: list[str]) -> None:
+    from airflow.cli.commands.task_command import _get_template_context, _get_ti
+    from airflow.configuration import conf
+    from airflow.dag_processing.dagbag import BundleDagBag
+    from airflow.providers.docker.operators.docker import DockerOperator
+    from airflow.utils.cli import get_bagged_dag, get_db_dag
+
+    dags_folder = Path(conf.get("core", "dags_folder"))
+    bag = BundleDagBag(dag_folder=dags_folder, bundle_path=dags_folder, bundle_name="dags-folder")
+    result: dict = {"import_errors": jsonable(bag.import_errors), "dags": {}}
+    for dag_id, dag in bag.dags.items():
+        tasks = {}
+        for task in dag.tasks:
+            tasks[task.task_id] = {
+                "class": type(task).__name__,
+                "is_docker_operator": isinstance(task, DockerOperator),
+                "upstream": jsonable(task.upstream_task_ids),
+                "downstream": jsonable(task.downstream_task_ids),
+                "owner": task.owner,
+                "retries": task.retries,
+                "retry_delay": jsonable(task.retry_delay),
+                "retry_exponential_backoff": task.retry_exponential_backoff,
+                "max_retry_delay": jsonable(task.max_retry_delay),
+                "template_fields": list(task.template_fields),
+                **{attr: jsonable(getattr(task, attr, None)) for attr in (
+                    "image", "command", "environment", "network_mode", "docker_url", "auto_remove", "remove",
+                    "mount_tmp_dir", "do_xcom_push", "xcom_all", "retrieve_output", "force_pull",
+                    "connections", "s3_conn_id", "entrypoint", "api_version")},
+                "private_environment_at_parse": jsonable(getattr(task, "_private_environment", None)),
+                "rendered": {},
+            }
+        result["dags"][dag_id] = {
+            "fileloc": dag.fileloc,
+            "schedule": jsonable(dag.schedule),
+            "timetable_expression": getattr(dag.timetable, "_expression", None),
+            "timetable": type(dag.timetable).__name__,
+            "timezone": str(dag.timezone.name if hasattr(dag.timezone, "name") else dag.timezone),
+            "catchup": dag.catchup,
+            "tags": jsonable(dag.tags),
+            "owner": dag.owner,
+            "start_date": jsonable(dag.start_date),
+            "max_active_runs": dag.max_active_runs,
+            "default_args": jsonable(dag.default_args),
+            "tasks": tasks,
+        }
+
+    # Rendering, as `airflow tasks render` does it (an in-memory run per logical date).
+    for dag_id in result["dags"]:
+        sdk_dag = get_bagged_dag(None, dag_id)
+        scheduler_dag = get_db_dag(None, dag_id)
+        for logical_date in logical_dates:
+            for task_id in result["dags"][dag_id]["tasks"]:
+                ti, _ = _get_ti(scheduler_dag.get_task(task_id), -1, logical_date_or_run_id=logical_date,
+                                create_if_necessary="memory")
+                task = sdk_dag.get_task(task_id)
+                context = _get_template_context(ti, task)
+                task.render_template_fields(context)
+                rendered = {attr: jsonable(getattr(context["task"], attr)) for attr in task.template_fields}
+                result["dags"][dag_id]["tasks"][task_id]["rendered"][logical_date] = rendered
+
+    # The data day for run shapes a test cannot easily make a real run of.
+    sys.path.insert(0, str(dags_folder))
+    from biometrics_stage import _aws_env, data_day, sqlalchemy_url
+
+    utc = dt.timezone.utc
+    shapes = {
+        "scheduled 2026-01-06T02:00Z": SimpleNamespace(logical_date=dt.datetime(2026, 1, 6, 2, tzinfo=utc),
+                                                       run_after=dt.datetime(2026, 1, 6, 2, tzinfo=utc)),
+        "manual, no logical date, 2026-03-01T00:10Z": SimpleNamespace(
+            logical_date=None, run_after=dt.datetime(2026, 3, 1, 0, 10, tzinfo=utc)),
+        "logical 2026-01-06T01:30+05:00": SimpleNamespace(
+            logical_date=dt.datetime(2026, 1, 6, 1, 30, tzinfo=dt.timezone(dt.timedelta(hours=5))),
+            run_after=dt.datetime(2026, 1, 6, 2, tzinfo=utc)),
+        "logical 2026-01-01T00:00Z": SimpleNamespace(logical_date=dt.datetime(2026, 1, 1, tzinfo=utc),
+                                                     run_after=dt.datetime(2026, 1, 1, tzinfo=utc)),
+    }
+    result["data_day"] = {name: data_day(run) for name, run in shapes.items()}
+    # Connections -> what the containers get (the real Connection class, SQLAlchemy's URL parser).
+    from airflow.sdk import Connection
+    from sqlalchemy.engine import make_url
+
+    tricky = Connection(conn_id="probe_db", conn_type="postgres", host="db.internal", port=5433,
+                        login="etl@corp", password="p@ss:w/rd%?#", schema="app",
+                        extra=json.dumps({"sslmode": "require"}))
+    parsed_url = make_url(sqlalchemy_url(tricky))
+    from_uri = Connection.from_uri("postgres://u:pw@127.0.0.1:5432/db", conn_id="probe_uri")
+    aws = Connection(conn_id="probe_s3", conn_type="aws", login="AKIA", password="secret",
+                     extra=json.dumps({"region_name": "eu-west-1", "endpoint_url": "http://127.0.0.1:9000"}))
+    result["connections"] = {
+        "tricky": {"drivername": parsed_url.drivername, "username": parsed_url.username,
+                   "password": parsed_url.password, "host": parsed_url.host, "port": parsed_url.port,
+                   "database": parsed_url.database, "query": dict(parsed_url.query)},
+        "from_uri": sqlalchemy_url(from_uri),
+        "aws": _aws_env(aws),
+    }
+    Path(out).write_text(json.dumps(result, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])

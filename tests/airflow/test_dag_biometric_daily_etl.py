@@ -1,0 +1,193 @@
+"""The DAGs as Airflow 3.3 parses and renders them: imports, structure, schedule, retries, pinned
+images, the data day and staging path in every command, and no secret in any command or rendered
+field. (The end-to-end run is test_e2e_daily_etl.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.airflow
+
+DAG_ID = "biometric_daily_etl"
+CHAIN = ["extract", "transform", "load", "validate", "backup"]
+SUBCOMMANDS = {"extract": "readings", "transform": "readings", "load": "readings", "validate": "readings",
+               "backup": "create"}
+RUN = "2026-01-06T02:00:00+00:00"   # the scheduled run of 2026-01-06 ...
+DATA_DAY = "2026-01-05"              # ... processes the previous UTC day
+TAG = "9.9.9-0123456789ab"
+# Distinctive secrets in the Connections: none of them may show up anywhere Airflow renders or stores.
+DB_PASSWORD = "db-Pa55/w0rd:with@specials"
+WH_PASSWORD = "wh-S3cret%value"
+AWS_SECRET = "aws-secret-ACCESS-key-value"
+SECRETS = (DB_PASSWORD, WH_PASSWORD, AWS_SECRET, "db-Pa55%2Fw0rd%3Awith%40specials", "wh-S3cret%25value")
+
+
+def _connections() -> dict[str, str]:
+    return {
+        "AIRFLOW_CONN_BIOMETRICS_DB": json.dumps({
+            "conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "etl",
+            "password": DB_PASSWORD, "schema": "app"}),
+        "AIRFLOW_CONN_BIOMETRICS_WAREHOUSE": json.dumps({
+            "conn_type": "postgres", "host": "127.0.0.1", "port": 5433, "login": "loader",
+            "password": WH_PASSWORD, "schema": "warehouse"}),
+        "AIRFLOW_CONN_BIOMETRICS_S3": json.dumps({
+            "conn_type": "aws", "login": "AKIAEXAMPLE", "password": AWS_SECRET,
+            "extra": {"region_name": "eu-west-1", "endpoint_url": "http://127.0.0.1:9000"}}),
+    }
+
+
+@pytest.fixture(scope="module")
+def images_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("images") / "biometrics_images.json"
+    path.write_text(json.dumps({"registry": "registry.test/biometrics", "version": TAG, "images": {
+        stage: f"registry.test/biometrics/biometrics-{stage}:{TAG}" for stage in CHAIN}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def parsed(airflow, images_file, tmp_path_factory):
+    """dags/ parsed and rendered with the Variables' defaults (no Variable set)."""
+    out = tmp_path_factory.mktemp("probe") / "defaults.json"
+    return airflow.probe(out, [RUN], {"BIOMETRICS_IMAGES_FILE": str(images_file), **_connections()})
+
+
+@pytest.fixture(scope="module")
+def parsed_with_variables(airflow, images_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("probe") / "variables.json"
+    return airflow.probe(out, [RUN], {
+        "BIOMETRICS_IMAGES_FILE": str(images_file), **_connections(),
+        "AIRFLOW_VAR_ETL_STAGING_PATH": "s3://other-bucket/etl/staging/",
+        "AIRFLOW_VAR_BATCH_SIZE": "2500",
+        "BIOMETRICS_DOCKER_NETWORK": "host", "BIOMETRICS_DOCKER_AUTO_REMOVE": "force",
+        "BIOMETRICS_DOCKER_URL": "tcp://127.0.0.1:2375"})
+
+
+def _tasks(parsed):
+    return parsed["dags"][DAG_ID]["tasks"]
+
+
+def test_every_dag_imports_without_errors(parsed):
+    assert parsed["import_errors"] == {}
+    assert DAG_ID in parsed["dags"]
+
+
+def test_schedule_timezone_catchup_tags_owner(parsed):
+    dag = parsed["dags"][DAG_ID]
+    assert dag["schedule"] == "0 2 * * *"
+    assert dag["timetable"] == "CronTriggerTimetable"  # logical date = the 02:00 trigger time
+    assert dag["timezone"] == "UTC"
+    assert dag["start_date"].endswith("+00:00")
+    assert dag["catchup"] is False
+    assert {"biometrics", "etl"} <= set(dag["tags"])
+    assert dag["owner"] == "biometrics"
+    assert dag["max_active_runs"] == 1
+
+
+def test_retries_with_exponential_backoff_capped_at_an_hour(parsed):
+    for task_id, task in _tasks(parsed).items():
+        assert task["owner"] == "biometrics", task_id
+        assert task["retries"] == 3, task_id
+        assert task["retry_exponential_backoff"] > 1, task_id  # a multiplier in Airflow 3 (True would be 1)
+        assert task["max_retry_delay"] == 3600, task_id
+
+
+def test_the_chain(parsed):
+    tasks = _tasks(parsed)
+    assert set(tasks) == set(CHAIN)
+    for before, after in zip(CHAIN, CHAIN[1:]):
+        assert tasks[before]["downstream"] == [after]
+        assert tasks[after]["upstream"] == [before]
+    assert tasks["extract"]["upstream"] == [] and tasks["backup"]["downstream"] == []
+
+
+def test_each_task_is_a_docker_operator_made_by_the_factory(parsed):
+    for stage, task in _tasks(parsed).items():
+        assert task["is_docker_operator"] and task["class"] == "StageOperator", stage
+        assert task["command"][0] == SUBCOMMANDS[stage]
+        assert task["mount_tmp_dir"] is False
+        assert task["do_xcom_push"] is True and task["xcom_all"] is False and task["retrieve_output"] is False
+        assert task["force_pull"] is False
+        # deployment defaults: the compose network and the local engine; failed containers kept
+        assert task["network_mode"] == "biometrics"
+        assert task["docker_url"] == "unix://var/run/docker.sock"
+        assert task["remove"] == "success"
+
+
+def test_engine_settings_are_configurable(parsed_with_variables):
+    for stage, task in _tasks(parsed_with_variables).items():
+        assert task["network_mode"] == "host", stage
+        assert task["docker_url"] == "tcp://127.0.0.1:2375", stage
+        assert task["remove"] == "force", stage
+
+
+def test_images_are_pinned(parsed, images_file):
+    pinned = json.loads(images_file.read_text())["images"]
+    for stage, task in _tasks(parsed).items():
+        assert task["image"] == pinned[stage]
+        assert "{{" not in task["image"]  # no Variable or template can swap the image at run time
+        assert not task["image"].endswith(":latest")
+        assert task["rendered"][RUN]["image"] == pinned[stage]
+
+
+def test_a_run_at_2026_01_06_0200_utc_processes_2026_01_05(parsed):
+    for stage, task in _tasks(parsed).items():
+        command = task["rendered"][RUN]["command"]
+        assert command[command.index("--date") + 1] == DATA_DAY, stage
+
+
+def test_the_data_day_of_other_run_shapes(parsed):
+    assert parsed["data_day"] == {
+        "scheduled 2026-01-06T02:00Z": "2026-01-05",
+        # Airflow 3 manual runs may have no logical date: the day before they were triggered
+        "manual, no logical date, 2026-03-01T00:10Z": "2026-02-28",
+        # the UTC day, whatever the offset the date was given in (2026-01-05T20:30Z)
+        "logical 2026-01-06T01:30+05:00": "2026-01-04",
+        "logical 2026-01-01T00:00Z": "2025-12-31",
+    }
+
+
+def test_every_command_has_the_date_and_the_staging_path(parsed, parsed_with_variables):
+    for result, root, batch in ((parsed, "s3://biometrics-etl/staging", "10000"),
+                                (parsed_with_variables, "s3://other-bucket/etl/staging", "2500")):
+        for stage, task in _tasks(result).items():
+            rendered = task["rendered"][RUN]
+            command = rendered["command"]
+            assert command[0] == SUBCOMMANDS[stage]
+            assert command[command.index("--date") + 1] == DATA_DAY
+            assert command[command.index("--staging-path") + 1] == f"{root}/{DAG_ID}/{DATA_DAY}", stage
+            assert rendered["environment"]["BIOMETRICS_BATCH_SIZE"] == batch
+
+
+def test_no_secret_in_any_command_or_rendered_field(parsed, parsed_with_variables):
+    for result in (parsed, parsed_with_variables):
+        for stage, task in _tasks(result).items():
+            assert "private_environment" not in task["template_fields"]
+            assert task["private_environment_at_parse"] == {}, "secrets are resolved when the task runs"
+            visible = json.dumps({k: v for k, v in task.items() if k != "connections"})
+            for secret in SECRETS:
+                assert secret not in visible, (stage, secret)
+            for name in ("BIOMETRICS_DB_URL", "BIOMETRICS_WAREHOUSE_URL", "AWS_SECRET_ACCESS_KEY"):
+                assert name not in json.dumps(task["environment"]) + json.dumps(task["rendered"])
+            assert "postgres" not in json.dumps(task["command"]) + json.dumps(task["rendered"][RUN]["command"])
+
+
+def test_each_stage_gets_only_the_connections_it_needs(parsed):
+    tasks = _tasks(parsed)
+    assert tasks["extract"]["connections"] == {"BIOMETRICS_DB_URL": "biometrics_db"}
+    assert tasks["transform"]["connections"] == {}
+    assert tasks["load"]["connections"] == {"BIOMETRICS_WAREHOUSE_URL": "biometrics_warehouse"}
+    assert tasks["validate"]["connections"] == {"BIOMETRICS_DB_URL": "biometrics_db",
+                                                "BIOMETRICS_WAREHOUSE_URL": "biometrics_warehouse"}
+    assert tasks["backup"]["connections"] == {"BIOMETRICS_WAREHOUSE_URL": "biometrics_warehouse"}
+
+
+def test_connections_become_sqlalchemy_urls_and_aws_variables(parsed):
+    conns = parsed["connections"]
+    assert conns["tricky"] == {"drivername": "postgresql+psycopg2", "username": "etl@corp",
+                               "password": "p@ss:w/rd%?#", "host": "db.internal", "port": 5433,
+                               "database": "app", "query": {"sslmode": "require"}}
+    assert conns["from_uri"] == "postgresql+psycopg2://u:pw@127.0.0.1:5432/db"  # not Airflow's postgres://
+    assert conns["aws"] == {"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "secret",
+                            "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}

@@ -1,0 +1,51 @@
+"""The README's "debug one stage" command (docs/docker-airflow.md), run exactly as written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from biometrics_testkit import sample
+
+pytestmark = [pytest.mark.docker, pytest.mark.postgres, pytest.mark.s3]
+
+REPO = Path(__file__).resolve().parents[2]
+DOC = REPO / "docs" / "docker-airflow.md"
+DAY = dt.date(2026, 1, 5)
+
+
+def _debug_command() -> str:
+    text = DOC.read_text()
+    match = re.search(r"<!-- debug-command -->\s*```sh\n(.*?)```", text, re.S)
+    assert match, f"{DOC.name} has no ```sh block after <!-- debug-command -->"
+    return match.group(1)
+
+
+def test_the_documented_docker_run_command_runs_one_stage(postgres_server, s3_endpoint, stage_images):
+    command = _debug_command()
+    assert "docker run" in command and "--network host" in command
+    source_url = postgres_server.create_database("debug_cmd_src")
+    generated = sample.generate_day(DAY, users=60, readings_per_user=20, vendor_rows=40)
+    sample.write_source(source_url, generated.database)
+    s3_endpoint.create_bucket("biometrics-etl")
+    # The command takes the connection settings from the caller's environment (`-e NAME`), so no
+    # secret is ever on its command line.
+    env = {**os.environ, "BIOMETRICS_DB_URL": source_url, **s3_endpoint.env()}
+    assert postgres_server.password not in command
+
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert manifest["stage"] == "extract" and manifest["status"] == "success"
+    assert manifest["date"] == DAY.isoformat()
+    assert manifest["rows_out"] > 0
+    prefix = f"staging/biometric_daily_etl/{DAY}/"
+    listed = s3_endpoint.client().list_objects_v2(Bucket="biometrics-etl", Prefix=prefix)
+    assert listed.get("KeyCount", 0) > 0, "the stage staged nothing in S3"
+    assert postgres_server.password not in proc.stdout + proc.stderr
