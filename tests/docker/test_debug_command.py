@@ -1,4 +1,4 @@
-"""The README's "debug one stage" command (docs/docker-airflow.md), run exactly as written."""
+"""The README's "debug one stage" command, run exactly as written."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from biometrics_testkit import sample
 pytestmark = [pytest.mark.docker, pytest.mark.postgres, pytest.mark.s3]
 
 REPO = Path(__file__).resolve().parents[2]
-DOC = REPO / "docs" / "docker-airflow.md"
+DOC = REPO / "README.md"
 DAY = dt.date(2026, 1, 5)
 
 
