@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from biometrics_testkit.compare import require
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_VENV = REPO / os.environ.get("AIRFLOW_VENV", ".venv-airflow")
@@ -22,12 +23,7 @@ DAGS = REPO / "dags"
 PROBE = Path(__file__).with_name("dag_probe.py")
 
 
-def _require(ok: bool, why: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-        pytest.fail(f"{why} (required in CI)", pytrace=False)
-    pytest.skip(why)
+_require = require  # skip locally, fail in CI
 
 
 @dataclass

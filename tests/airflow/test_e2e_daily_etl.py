@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import subprocess
 
 import pytest
 import sqlalchemy as sa
-from biometrics_testkit import expected, sample
+from biometrics_testkit import sample
+from biometrics_testkit.compare import assert_warehouse_matches, source_records
 from biometrics_testkit.harness import snapshot
 
 pytestmark = [pytest.mark.airflow, pytest.mark.docker, pytest.mark.postgres, pytest.mark.s3]
@@ -124,46 +124,9 @@ def test_the_run_of_2026_01_06_processed_2026_01_05(e2e):
     assert staged.get("KeyCount", 0) > 0
 
 
-def _source_records(e2e) -> list[dict]:
-    """The day's source rows read back with plain SQL, plus the vendor files' rows."""
-    engine = sa.create_engine(e2e["source_url"])
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT * FROM raw_biometric_data WHERE created_at >= :start AND created_at < :end"),
-            {"start": dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc),
-             "end": dt.datetime(2026, 1, 6, tzinfo=dt.timezone.utc)}).mappings().all()
-    engine.dispose()
-    records = [{**r, "source": "database"} for r in rows]
-    for vendor, table in e2e["generated"].vendors.items():
-        records += [{**r, "source": vendor} for r in table.to_pylist()]
-    return records
-
-
 def test_the_warehouse_matches_an_independent_computation(e2e):
-    records = _source_records(e2e)
-    reference = expected.compute(DAY, records)
-    engine = sa.create_engine(e2e["warehouse_url"])
-    with engine.connect() as conn:
-        metrics = {(r.user_id, r.metric_type): r for r in conn.execute(sa.text(
-            "SELECT * FROM daily_metrics WHERE date = :d"), {"d": DAY})}
-        clean = {(r.source, r.reading_id): r for r in conn.execute(sa.text(
-            "SELECT * FROM biometric_readings WHERE date = :d"), {"d": DAY})}
-        dead = {(r.source, int(r.source_record_id)): r.reason for r in conn.execute(sa.text(
-            "SELECT source, source_record_id, reason FROM etl_dead_letters WHERE date = :d"), {"d": DAY})}
-    engine.dispose()
-    assert set(metrics) == set(reference.daily_metrics)
-    for key, (avg, low, high, total, count) in reference.daily_metrics.items():
-        row = metrics[key]
-        assert row.sample_count == count
-        assert math.isclose(row.value, avg, rel_tol=1e-9, abs_tol=1e-9)
-        assert math.isclose(row.min_value, low, rel_tol=1e-12) and math.isclose(row.max_value, high, rel_tol=1e-12)
-        assert math.isclose(row.sum_value, total, rel_tol=1e-9)
-    assert set(clean) == set(reference.clean)
-    for key, ref in reference.clean.items():
-        assert clean[key].unit == ref["unit"]
-        assert math.isclose(clean[key].value, ref["value"], rel_tol=1e-12, abs_tol=1e-12)
-    assert dead == reference.rejected
-    assert len(clean) + len(dead) == len(records)
+    records = source_records(e2e["source_url"], DAY, e2e["generated"].vendors)
+    assert_warehouse_matches(e2e["warehouse_url"], DAY, records)
 
 
 def test_a_second_run_of_the_same_date_leaves_identical_contents(e2e):

@@ -8,24 +8,19 @@ developer machine and fail in CI (CI=true): CI must never pass without having ru
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from biometrics_testkit.compare import require
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES_FILE = REPO / "dags" / "biometrics_images.json"
 STAGES = ("extract", "transform", "load", "validate", "backup")
 
 
-def _require(ok: bool, why: str) -> None:
-    if ok:
-        return
-    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-        pytest.fail(f"{why} (required in CI)", pytrace=False)
-    pytest.skip(why)
+_require = require  # skip locally, fail in CI
 
 
 def docker(*args: str, check: bool = True, timeout: float = 600, env: dict | None = None,
