@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from pgpq import ArrowToPostgresBinaryEncoder
 
 _OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
@@ -35,5 +36,20 @@ def _naive_utc(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch.cast(pa.schema(fields))
 
 
-def copy_sql(table: str, columns: list[str]) -> str:
-    return f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+def binary_chunks(batches: Iterable[pa.RecordBatch], schema: pa.Schema, columns: list[str],
+                  counter: list[int] | None = None) -> Iterator[bytes]:
+    """PostgreSQL's binary COPY format, encoded from Arrow by pgpq (Rust): the server parses no
+    text (about 3 x less server time than CSV for the readings). The Arrow types must match the
+    table's column types exactly (no jsonb: dead letters stay CSV)."""
+    encoder = ArrowToPostgresBinaryEncoder(pa.schema([schema.field(c) for c in columns]))
+    yield bytes(encoder.write_header())
+    for batch in batches:
+        if batch.num_rows:
+            yield bytes(encoder.write_batch(batch.select(columns)))
+            if counter is not None:
+                counter[0] += batch.num_rows
+    yield bytes(encoder.finish())
+
+
+def copy_sql(table: str, columns: list[str], fmt: str = "csv") -> str:
+    return f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT {fmt})"

@@ -24,7 +24,7 @@ from biometrics_core import db, runlog, schemas, warehouse
 from biometrics_core.errors import ConfigError
 from biometrics_core.manifest import RunManifest
 
-from .copy import copy_sql, csv_chunks
+from .copy import binary_chunks, copy_sql, csv_chunks
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,15 @@ def load_day(engine: sa.Engine, day: dt.date, data: DayData, batch_size: int, ow
     raise ConfigError(f"unsupported warehouse database {engine.dialect.name!r}: use PostgreSQL or SQLite")
 
 
-def _copy(conn: sa.Connection, table: str, columns: list[str], dataset: ds.Dataset, batch_size: int) -> int:
+def _copy(conn: sa.Connection, table: str, columns: list[str], dataset: ds.Dataset, batch_size: int,
+          binary: bool = False) -> int:
     counter = [0]
     started = time.monotonic()
-    db.copy_in(conn, copy_sql(table, columns), csv_chunks(_batches(dataset, batch_size), columns, counter))
+    if binary:
+        chunks = binary_chunks(_batches(dataset, batch_size), dataset.schema, columns, counter)
+        db.copy_in(conn, copy_sql(table, columns, "binary"), chunks)
+    else:
+        db.copy_in(conn, copy_sql(table, columns), csv_chunks(_batches(dataset, batch_size), columns, counter))
     log.info("copied %d rows into %s in %.2f s", counter[0], table, time.monotonic() - started)
     return counter[0]
 
@@ -91,11 +96,12 @@ def _load_postgres(engine, day, data, batch_size, own, finish) -> LoadCounts:
         # 1. the new day, built aside: unindexed while copying, indexed after
         _timed(conn, f"CREATE TABLE {building} (LIKE {parent} INCLUDING DEFAULTS)")
         log.info("copying readings into %s", building)
-        counts.readings = _copy(conn, building, READING_COLUMNS, data.readings, batch_size)
+        counts.readings = _copy(conn, building, READING_COLUMNS, data.readings, batch_size, binary=True)
         _timed(conn, f"ALTER TABLE {building} ADD CONSTRAINT {building}_day "
                f"CHECK (date >= DATE '{day}' AND date < DATE '{next_day}')")
-        _timed(conn, f"ALTER TABLE {building} ADD PRIMARY KEY (date, source, reading_id)")
-        _timed(conn, f"CREATE INDEX {building}_user_metric ON {building} (date, user_id, metric_type)")
+        _timed(conn, f"ALTER TABLE {building} ADD PRIMARY KEY (reading_id, source, date)")
+        _timed(conn, f"CREATE UNIQUE INDEX {building}_natural_key ON {building} "
+               f"(user_id, created_at, device_id, metric_type, date)")
         # 2. swap it in: the check constraint spares ATTACH a validation scan
         exists = _timed(conn, "SELECT to_regclass(:name) IS NOT NULL", {"name": partition}).scalar()
         if exists:
@@ -109,7 +115,7 @@ def _load_postgres(engine, day, data, batch_size, own, finish) -> LoadCounts:
         # 3. the day's aggregates and dead letters
         _timed(conn, f"DELETE FROM {warehouse.DAILY_METRICS_TABLE} WHERE date = :d", {"d": day})
         counts.daily_metrics = _copy(conn, warehouse.DAILY_METRICS_TABLE, METRIC_COLUMNS, data.daily_metrics,
-                                     batch_size)
+                                     batch_size, binary=True)
         _delete_dead_letters(conn, day)
         counts.dead_letters = _copy(conn, warehouse.DEAD_LETTERS_TABLE, DEAD_LETTER_COLUMNS, data.dead_letters,
                                     batch_size)

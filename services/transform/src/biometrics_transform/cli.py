@@ -58,7 +58,8 @@ def readings(run: StageRun):
         con = rules.connect(settings.get("BIOMETRICS_MEMORY_LIMIT"), int(threads) if threads else None,
                             str(work / "duckdb.tmp"))
         try:
-            con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet({rules.sql_list(inputs)})")
+            con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet({rules.sql_list(inputs)}, "
+                        "filename = true, file_row_number = true)")
             (rows_in,) = con.execute("SELECT count(*) FROM staged").fetchone()
             rules.classify(con, run.day)
             for rel, query in OUTPUTS.items():

@@ -236,13 +236,20 @@ _UNIQUE = {  # name -> (table, key columns), unique within the day
 }
 
 
-def _enforcing_key(conn: sa.Connection, table: str, columns: tuple[str, ...]) -> list[str] | None:
-    """The table's primary key when it alone makes (date, columns) unique.
+def _enforcing_key(conn: sa.Connection, table: str, columns: tuple[str, ...]) -> str | None:
+    """The table's primary key or unique index that alone makes (date, columns) unique, named.
 
     The database then proves uniqueness (on PostgreSQL every partition carries the key):
     counting 10 M keys again would cost a large hash aggregate and could find nothing."""
-    primary = sa.inspect(conn).get_pk_constraint(table).get("constrained_columns") or []
-    return primary if primary and set(primary) <= {"date", *columns} else None
+    inspector = sa.inspect(conn)
+    primary = inspector.get_pk_constraint(table).get("constrained_columns") or []
+    if primary and set(primary) <= {"date", *columns}:
+        return f"primary key ({', '.join(primary)})"
+    for index in inspector.get_indexes(table):  # a unique index proves it just as well
+        names = [c for c in index.get("column_names") or [] if c]
+        if index.get("unique") and names and set(names) <= {"date", *columns}:
+            return f"unique index ({', '.join(names)})"
+    return None
 
 
 def _duplicates(conn: sa.Connection, day: dt.date, table: str, columns: tuple[str, ...]) -> dict:
@@ -266,7 +273,7 @@ def uniqueness(conn: sa.Connection, ctx: Context) -> CheckResult:
         figures[name] = {"table": table, "key": list(columns)}
         enforcing = _enforcing_key(conn, table, columns)
         if enforcing:
-            figures[name].update({"duplicated_keys": 0, "enforced_by": f"primary key ({', '.join(enforcing)})"})
+            figures[name].update({"duplicated_keys": 0, "enforced_by": enforcing})
             continue
         figures[name].update(_duplicates(conn, ctx.day, table, columns))
         if figures[name]["duplicated_keys"]:
