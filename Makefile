@@ -36,6 +36,8 @@ system-deps: ## Install and start what the tests need (Debian, as root): Postgre
 # system packages first: the integration setup (engine, base images, stage images, Airflow venv) needs them
 test: system-deps venv integration-setup ## Install what the tests need and run the whole suite (real PostgreSQL, S3, Docker, Airflow)
 	$(VENV_BIN)/python -m pytest $(PYTEST_ARGS)
+	@# the benchmark's smoke run: it must complete and write its JSON; no time is asserted
+	$(MAKE) --no-print-directory bench SIZE=100000
 
 test-unit: venv ## Run the tests that need no Docker engine or Airflow
 	$(VENV_BIN)/python -m pytest -m "not docker and not airflow" $(PYTEST_ARGS)

@@ -1,0 +1,91 @@
+"""Run a child process and measure it: wall time, CPU time and peak RSS from the OS.
+
+Peak RSS is ``ru_maxrss`` from ``os.wait4`` on the child: the largest resident set of the
+child or of any descendant it waited for (Linux reports it in KiB). For a shell pipeline it is
+the largest of the pipeline's processes. Server-side memory (PostgreSQL backends) is not in it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Measured:
+    argv: list[str]
+    returncode: int
+    wall_s: float
+    user_s: float
+    sys_s: float
+    max_rss_kib: int
+    stdout_path: str
+    stderr_path: str
+    timed_out: bool = False
+    last_json: dict | None = field(default=None)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def tail(self, path: str, n: int = 15) -> str:
+        try:
+            return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def error_text(self) -> str:
+        why = "timed out" if self.timed_out else f"exit {self.returncode}"
+        return f"{why}: {self.tail(self.stderr_path) or self.tail(self.stdout_path)}"
+
+
+def last_json_line(path: str) -> dict | None:
+    try:
+        lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    if not lines:
+        return None
+    try:
+        v = json.loads(lines[-1])
+        return v if isinstance(v, dict) else {"value": v}
+    except ValueError:
+        return None
+
+
+def run_measured(argv: list[str], *, env: dict | None, log_prefix: Path, timeout: float,
+                 cwd: str | None = None) -> Measured:
+    """Run argv with stdout/stderr to log files; wait with wait4 to get its rusage."""
+    log_prefix.parent.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = f"{log_prefix}.stdout", f"{log_prefix}.stderr"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                cwd=cwd, start_new_session=True)
+        timed_out = threading.Event()
+
+        def kill():
+            timed_out.set()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: keep Popen consistent
+    return Measured(argv=argv, returncode=proc.returncode, wall_s=wall, user_s=ru.ru_utime,
+                    sys_s=ru.ru_stime, max_rss_kib=ru.ru_maxrss, stdout_path=out_path,
+                    stderr_path=err_path, timed_out=timed_out.is_set(),
+                    last_json=last_json_line(out_path))
