@@ -15,7 +15,9 @@ def test_demo_runs_the_five_stages_and_summarises(tmp_path):
     text = proc.stdout
     for stage in ("extract", "transform", "load", "validate", "backup"):
         assert f"  {stage}" in text
-    assert "rejects by reason:" in text and "duplicate=" in text and "out_of_range=" in text
+    for reason in ("duplicate", "missing_value", "out_of_range", "outside_data_day", "unknown_metric_type",
+                   "unknown_unit"):
+        assert f"{reason}=" in text, reason
     assert "checks passed: 6/6" in text
     assert (out / "warehouse.db").exists()
     assert list((out / "staging").rglob("backups/2026-01-05/*"))

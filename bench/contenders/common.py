@@ -1,7 +1,18 @@
 """Shared by the contender scripts that run inside their own venvs (stdlib only)."""
 
+import argparse
 import json
 import time
+
+
+def contender_args(*extra: tuple[str, dict]) -> argparse.Namespace:
+    """The arguments every contender takes (source, warehouse, the day's window), plus its own."""
+    parser = argparse.ArgumentParser()
+    for name in ("--src-url", "--wh-url", "--day", "--start", "--end"):
+        parser.add_argument(name, required=True)
+    for name, options in extra:
+        parser.add_argument(name, **options)
+    return parser.parse_args()
 
 # The original design's aggregation (docs: ORIGINAL-DESIGN.md, PostgresOperator transform_metrics),
 # with the schema-qualified raw table as the only change.

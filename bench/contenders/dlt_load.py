@@ -6,7 +6,6 @@ The day (or the capped window of it) is selected with a query_adapter_callback a
 the other contenders do.
 """
 
-import argparse
 import datetime as dt
 import os
 import sys
@@ -16,20 +15,11 @@ import psycopg2
 from dlt.sources.sql_database import sql_table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ORIGINAL_GROUP_BY, Phases  # noqa: E402
+from common import ORIGINAL_GROUP_BY, Phases, contender_args  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--src-url", required=True)
-    ap.add_argument("--wh-url", required=True)
-    ap.add_argument("--day", required=True)
-    ap.add_argument("--start", required=True)
-    ap.add_argument("--end", required=True)
-    ap.add_argument("--backend", default="pyarrow")
-    ap.add_argument("--loader-file-format", default=None)
-    ap.add_argument("--pipelines-dir", required=True)
-    a = ap.parse_args()
+    a = contender_args(("--backend", dict(default="pyarrow")), ("--loader-file-format", dict(default=None)), ("--pipelines-dir", dict(required=True)))
     p = Phases()
     start = dt.datetime.fromisoformat(a.start)
     end = dt.datetime.fromisoformat(a.end)

@@ -5,7 +5,6 @@ raw_biometric_data, then the original INSERT … SELECT … AVG … GROUP BY int
 No cleaning at all.
 """
 
-import argparse
 import os
 import sys
 
@@ -13,17 +12,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import ORIGINAL_GROUP_BY, Phases  # noqa: E402
+from common import ORIGINAL_GROUP_BY, Phases, contender_args  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--src-url", required=True)
-    ap.add_argument("--wh-url", required=True)
-    ap.add_argument("--day", required=True)
-    ap.add_argument("--start", required=True)
-    ap.add_argument("--end", required=True)
-    a = ap.parse_args()
+    a = contender_args()
     p = Phases()
     src = sa.create_engine(a.src_url)
     wh = sa.create_engine(a.wh_url)

@@ -46,6 +46,21 @@ def _s3_filesystem() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
+@contextlib.contextmanager
+def scratch_dir(base: Path | None = None, prefix: str = "biometrics-") -> Iterator[Path]:
+    """A private local directory under ``base`` (default ``BIOMETRICS_WORK_DIR`` or the temp dir)."""
+    base = Path(base or settings.get("BIOMETRICS_WORK_DIR") or tempfile.gettempdir())
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"{prefix}{uuid.uuid4().hex[:8]}-", dir=base))
+    except OSError as exc:
+        raise ConfigError(f"cannot create a work directory under {base}: {exc.strerror}") from None
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class Staging:
     """A staging location: ``rel`` paths below it use forward slashes."""
 
@@ -192,19 +207,15 @@ class Staging:
 
         For local staging it lives inside the staging folder (hidden), so ``publish`` is a rename.
         """
-        if self.is_local:
-            base = Path(self.path(".work"))
-        else:
-            base = Path(settings.get("BIOMETRICS_WORK_DIR") or tempfile.gettempdir())
+        if not self.is_local:
+            with scratch_dir(prefix="run-") as path:
+                yield path
+            return
+        base = Path(self.path(".work"))
         try:
-            base.mkdir(parents=True, exist_ok=True)
-            path = Path(tempfile.mkdtemp(prefix=f"run-{uuid.uuid4().hex[:8]}-", dir=base))
-        except OSError as exc:
-            raise ConfigError(f"cannot create a work directory under {base}: {exc.strerror}") from None
-        try:
-            yield path
+            with scratch_dir(base, prefix="run-") as path:
+                yield path
         finally:
-            shutil.rmtree(path, ignore_errors=True)
             with contextlib.suppress(OSError):
                 base.rmdir()  # only if empty: other runs may share it
 

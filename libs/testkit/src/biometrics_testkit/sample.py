@@ -159,9 +159,14 @@ def generate_day(day: dt.date, *, users: int = 3000, readings_per_user: int = 30
     n = users * readings_per_user
     main = generate_readings(day, n, seed=seed, users=users)
     edges = _boundary_rows(day, n + 1)
+    acme = generate_readings(day, vendor_rows, seed=seed + 1, users=max(1, users // 10), first_id=1,
+                             bad_fraction=0.02)
+    # a late delivery: a record of the day before, which must end in the dead-letter queue
+    stray = acme.slice(0, 1).to_pylist()[0]
+    stray.update(reading_id=vendor_rows + 1, created_at=dt.datetime.combine(
+        day - dt.timedelta(days=1), dt.time(23, 30), tzinfo=dt.timezone.utc))
     vendors = {
-        "acme": generate_readings(day, vendor_rows, seed=seed + 1, users=max(1, users // 10),
-                                  first_id=1, bad_fraction=0.02),
+        "acme": pa.concat_tables([acme, pa.Table.from_pylist([stray], schema=SOURCE_SCHEMA)]),
         "fitco": generate_readings(day, vendor_rows // 2, seed=seed + 2, users=max(1, users // 10),
                                    first_id=5_000_000, bad_fraction=0.02),
     }

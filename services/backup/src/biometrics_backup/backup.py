@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -17,6 +13,7 @@ from biometrics_core import db, runlog, settings
 from biometrics_core.cli import StageRun
 from biometrics_core.errors import ConfigError, StageFailed
 from biometrics_core.manifest import RunManifest
+from biometrics_core.staging import scratch_dir as staging_scratch_dir
 from biometrics_core.staging import Staging
 from biometrics_core.warehouse import RUNS_TABLE
 
@@ -25,18 +22,9 @@ from . import checksums, dump_postgres, dump_sqlite, layout
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def scratch_dir() -> Iterator[Path]:
+def scratch_dir():
     """A private local directory outside any staging location (a backup folder stays as published)."""
-    base = settings.get("BIOMETRICS_WORK_DIR") or tempfile.gettempdir()
-    try:
-        path = Path(tempfile.mkdtemp(prefix="biometrics-backup-", dir=base))
-    except OSError as exc:
-        raise ConfigError(f"cannot create a work directory under {base}: {exc.strerror}") from None
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    return staging_scratch_dir(prefix="biometrics-backup-")
 
 
 # -- create ---------------------------------------------------------------------------------------
