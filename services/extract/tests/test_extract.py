@@ -66,6 +66,7 @@ def test_postgres_day_window_through_copy(postgres_server, tmp_path, monkeypatch
     url = postgres_server.create_database("extract_src")
     sample.write_source(url, _source_table())
     monkeypatch.setenv("BIOMETRICS_BATCH_SIZE", "1")
+    monkeypatch.setenv("BIOMETRICS_EXTRACT_CONNECTIONS", "3")  # slices split at 08:00 and 16:00
     manifest = _extract(url, tmp_path / "staging", monkeypatch)
     assert manifest["rows_out"] == 3
     _check_day(tmp_path / "staging", nan_survives=True)

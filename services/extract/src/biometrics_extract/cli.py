@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 
 from biometrics_core import db, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
-from biometrics_core.schemas import DATABASE_SOURCE, EXTRACT_READINGS, READINGS
+from biometrics_core.schemas import DATABASE_SOURCE, EXTRACT_READINGS
 from biometrics_core.staging import Staging
 
 from . import database, vendor
@@ -33,12 +33,8 @@ def readings(run: StageRun):
     with run.staging.workdir() as work:
         out = work / "readings"
         out.mkdir()
-        rows = 0
-        with pq.ParquetWriter(out / "part-database.parquet", READINGS, compression="zstd") as writer:
-            for batch in database.read_day(engine, run.day, batch_size, work):
-                writer.write_batch(batch, row_group_size=max(batch_size, 65536))
-                rows += batch.num_rows
-        counts[DATABASE_SOURCE] = rows
+        counts[DATABASE_SOURCE] = database.stage_day(engine, run.day, batch_size, out,
+                                                     settings.get_int("BIOMETRICS_EXTRACT_CONNECTIONS"))
         for index, vf in enumerate(vendor_files):
             pq.write_table(vf.table, out / f"part-vendor-{vf.vendor}-{index:04d}.parquet", compression="zstd")
             counts[vf.vendor] = counts.get(vf.vendor, 0) + vf.table.num_rows

@@ -1,7 +1,7 @@
-"""Read one day of ``raw_biometric_data`` from the application database as Arrow batches.
+"""Stage one day of ``raw_biometric_data`` from the application database as Parquet.
 
-PostgreSQL takes the bulk path: ``COPY (SELECT …) TO STDOUT`` into a local CSV file, parsed by
-Arrow's multi-threaded CSV reader in blocks, so memory stays bounded whatever the day's volume.
+PostgreSQL takes the bulk path: binary ``COPY (SELECT …) TO STDOUT`` decoded into Arrow batches by
+ADBC, over parallel slices of the day; memory stays bounded by the batches whatever the volume.
 Other databases (SQLite for the embedded default) stream through SQLAlchemy in batches.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -48,20 +49,40 @@ def check_source(engine: Engine) -> None:
         raise ConfigError(f"the application database has no table {SOURCE_TABLE}")
 
 
-def read_day(engine: Engine, day: dt.date, batch_size: int, scratch: Path) -> Iterator[pa.RecordBatch]:
+def stage_day(engine: Engine, day: dt.date, batch_size: int, out_dir: Path, connections: int = 1) -> int:
+    """Write the day's rows as Parquet parts under ``out_dir``; returns how many there were.
+
+    On PostgreSQL the day is split into ``connections`` equal time slices read at the same time,
+    each on its own connection and into its own part: the server's COPY work and the client's
+    decoding then use every core (a single COPY keeps one server process busy and the rest idle).
+    """
     check_source(engine)
-    if db.is_postgres(engine):
-        yield from _read_postgres(engine, day, batch_size, scratch)
-    else:
-        yield from _read_generic(engine, day, batch_size)
+    if not db.is_postgres(engine):
+        return _write(out_dir / "part-database.parquet", _read_generic(engine, day, batch_size), batch_size)
+    start, end = day_window(day)
+    step = (end - start) / connections
+    slices = [(start + i * step, end if i == connections - 1 else start + (i + 1) * step)
+              for i in range(connections)]
+    with ThreadPoolExecutor(max_workers=connections) as pool:
+        parts = [pool.submit(_write, out_dir / f"part-database-{i:02d}.parquet", _read_postgres(engine, lo, hi),
+                             batch_size) for i, (lo, hi) in enumerate(slices)]
+        return sum(part.result() for part in parts)
 
 
-def _read_postgres(engine: Engine, day: dt.date, batch_size: int, scratch: Path) -> Iterator[pa.RecordBatch]:
+def _write(path: Path, batches: Iterator[pa.RecordBatch], batch_size: int) -> int:
+    rows = 0
+    with pq.ParquetWriter(path, READINGS, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch, row_group_size=max(batch_size, 65536))
+            rows += batch.num_rows
+    return rows
+
+
+def _read_postgres(engine: Engine, start: dt.datetime, end: dt.datetime) -> Iterator[pa.RecordBatch]:
     """ADBC's PostgreSQL driver runs ``COPY … TO STDOUT (FORMAT binary)`` and decodes it into Arrow
     in C: no text formatting on the server, no parsing in Python."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    start, end = day_window(day)
     select = (f"SELECT {', '.join(_COLUMNS)} FROM {SOURCE_TABLE} "
               f"WHERE created_at >= '{start.isoformat()}' AND created_at < '{end.isoformat()}'")
     uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -40,7 +40,7 @@ def binary_chunks(batches: Iterable[pa.RecordBatch], schema: pa.Schema, columns:
                   counter: list[int] | None = None) -> Iterator[bytes]:
     """PostgreSQL's binary COPY format, encoded from Arrow by pgpq (Rust): the server parses no
     text (about 3 x less server time than CSV for the readings). The Arrow types must match the
-    table's column types exactly (no jsonb: dead letters stay CSV)."""
+    table's column types exactly (no json: dead letters stay CSV)."""
     encoder = ArrowToPostgresBinaryEncoder(pa.schema([schema.field(c) for c in columns]))
     yield bytes(encoder.write_header())
     for batch in batches:
