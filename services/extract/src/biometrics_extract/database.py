@@ -64,8 +64,9 @@ def stage_day(engine: Engine, day: dt.date, batch_size: int, out_dir: Path, conn
     slices = [(start + i * step, end if i == connections - 1 else start + (i + 1) * step)
               for i in range(connections)]
     with ThreadPoolExecutor(max_workers=connections) as pool:
-        parts = [pool.submit(_write, out_dir / f"part-database-{i:02d}.parquet", _read_postgres(engine, lo, hi),
-                             batch_size) for i, (lo, hi) in enumerate(slices)]
+        parts = [pool.submit(_write, out_dir / f"part-database-{i:02d}.parquet",
+                             _read_postgres(engine, lo, hi, batch_size), batch_size)
+                 for i, (lo, hi) in enumerate(slices)]
         return sum(part.result() for part in parts)
 
 
@@ -78,15 +79,19 @@ def _write(path: Path, batches: Iterator[pa.RecordBatch], batch_size: int) -> in
     return rows
 
 
-def _read_postgres(engine: Engine, start: dt.datetime, end: dt.datetime) -> Iterator[pa.RecordBatch]:
+def _read_postgres(engine: Engine, start: dt.datetime, end: dt.datetime,
+                   batch_size: int) -> Iterator[pa.RecordBatch]:
     """ADBC's PostgreSQL driver runs ``COPY … TO STDOUT (FORMAT binary)`` and decodes it into Arrow
     in C: no text formatting on the server, no parsing in Python."""
     import adbc_driver_postgresql.dbapi as adbc
+    from adbc_driver_postgresql import StatementOptions
 
     select = (f"SELECT {', '.join(_COLUMNS)} FROM {SOURCE_TABLE} "
               f"WHERE created_at >= '{start.isoformat()}' AND created_at < '{end.isoformat()}'")
     uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with adbc.connect(uri) as conn, conn.cursor() as cursor:
+        # batches of about BIOMETRICS_BATCH_SIZE rows (a day row is ~70 bytes in Arrow): bounded memory
+        cursor.adbc_statement.set_options(**{StatementOptions.BATCH_SIZE_HINT_BYTES.value: str(batch_size * 70)})
         cursor.execute(select)
         for batch in cursor.fetch_record_batch():
             yield _with_source(batch)
