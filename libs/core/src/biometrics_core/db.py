@@ -124,14 +124,3 @@ def copy_in(connection: sa.Connection, copy_sql: str, chunks: Iterable[bytes]) -
     dbapi = connection.connection.dbapi_connection
     with dbapi.cursor() as cursor:
         cursor.copy_expert(copy_sql, io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20), size=1 << 20)
-
-
-def copy_out(engine: Engine, copy_sql: str, target) -> None:
-    """Run ``COPY … TO STDOUT`` into a writable binary file object."""
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cursor:
-            cursor.copy_expert(copy_sql, target, size=1 << 20)
-        raw.commit()
-    finally:
-        raw.close()

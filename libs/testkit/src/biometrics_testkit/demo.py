@@ -7,34 +7,26 @@ folder, a SQLite source database and warehouse, and a generated sample day.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from . import sample
+from . import harness, sample
 
 STAGES = (("extract", "readings"), ("transform", "readings"), ("load", "readings"), ("validate", "readings"),
           ("backup", "create"))
 
 
-def _script(name: str) -> str:
-    local = Path(sys.executable).parent / name
-    return str(local) if local.exists() else name
-
-
 def run_stage(stage: str, command: str, day: dt.date, staging: Path, env: dict) -> dict:
-    argv = [_script(f"biometrics-{stage}"), command, "--date", day.isoformat(), "--staging-path", f"file://{staging}"]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise click.ClickException(f"biometrics-{stage} {command} exited with {proc.returncode}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = harness.run_stage(stage, command, "--date", day.isoformat(), "--staging-path", f"file://{staging}",
+                               env=env, check=False)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        raise click.ClickException(f"biometrics-{stage} {command} exited with {result.returncode}")
+    return result.manifest
 
 
 @click.command(name="biometrics-demo")
@@ -59,7 +51,7 @@ def main(workdir: Path, day: dt.datetime | None, users: int) -> None:
     click.echo(f"  sample data: {rows} rows in the app database ({users} users, all 8 metrics, every kind of bad "
                f"record), {len(files)} vendor files ({', '.join(generated.vendors)})")
 
-    env = {**os.environ, "BIOMETRICS_DB_URL": source_url, "BIOMETRICS_WAREHOUSE_URL": warehouse_url}
+    env = {"BIOMETRICS_DB_URL": source_url, "BIOMETRICS_WAREHOUSE_URL": warehouse_url}  # added to os.environ
     manifests = {}
     for stage, command in STAGES:
         m = run_stage(stage, command, day_, staging, env)

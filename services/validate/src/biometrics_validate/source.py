@@ -12,27 +12,18 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from biometrics_core.dates import day_window
-from biometrics_core.errors import ConfigError, InputError
+from biometrics_core.errors import InputError
 from biometrics_core.manifest import manifest_path
 from biometrics_core.schemas import DATABASE_SOURCE
+from biometrics_core.source import check_source, day_bounds, source_table
 from biometrics_core.staging import Staging
-
-SOURCE_TABLE = "raw_biometric_data"
-
-# only the column the day is chosen by; typed so that SQLAlchemy renders the bounds per dialect
-_source = sa.Table(SOURCE_TABLE, sa.MetaData(), sa.Column("created_at", sa.DateTime(timezone=True)))
-
 
 def database_rows(engine: Engine, day: dt.date) -> int:
     """``raw_biometric_data`` rows with ``created_at`` in [D, D+1), counted by the database."""
-    if not sa.inspect(engine).has_table(SOURCE_TABLE):
-        raise ConfigError(f"the application database has no table {SOURCE_TABLE}")
-    start, end = day_window(day)
-    if engine.dialect.name == "sqlite":  # SQLite keeps naive UTC text: compare like with like (as extract does)
-        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-    query = (sa.select(sa.func.count()).select_from(_source)
-             .where(_source.c.created_at >= start, _source.c.created_at < end))
+    check_source(engine)
+    start, end = day_bounds(engine, day)
+    created_at = source_table.c.created_at
+    query = sa.select(sa.func.count()).select_from(source_table).where(created_at >= start, created_at < end)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
 
