@@ -110,3 +110,27 @@ def test_postgres_days_are_partitions(postgres_server, tmp_path):
                                       "conrelid = 'biometric_readings_p20260105'::regclass")).scalar()
     assert parts == [("biometric_readings_p20260105", "FOR VALUES FROM ('2026-01-05') TO ('2026-01-06')")]
     assert checks == 0
+
+
+@pytest.mark.postgres
+def test_postgres_rows_are_loaded_frozen_and_a_bad_sort_memory_setting_exits_2(postgres_server, tmp_path):
+    urls = (postgres_server.create_database("load_frozen_src"), postgres_server.create_database("load_frozen_wh"))
+    env = _stage_day(DAY, urls, tmp_path)
+    _load(DAY, tmp_path, env)
+    before = snapshot(urls[1])
+    # COPY FREEZE: every page of the new partition is all-frozen in the visibility map, so no later
+    # scan rewrites it to set hint bits and vacuum has nothing to freeze
+    with sa.create_engine(urls[1]).begin() as conn:
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_visibility"))
+        pages, frozen = conn.execute(sa.text(
+            "SELECT pg_relation_size('biometric_readings_p20260105') / current_setting('block_size')::int, "
+            "all_frozen FROM pg_visibility_map_summary('biometric_readings_p20260105')")).one()
+    assert pages > 0 and frozen == pages
+
+    refused = run_stage("load", "readings", "--date", str(DAY), "--staging-path", str(tmp_path),
+                        env={**env, "BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM": "lots"}, check=False)
+    assert refused.returncode == 2
+    error = refused.stderr.strip().splitlines()[-1]
+    assert error.startswith("biometrics-load: error: BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM='lots' is not a "
+                            "PostgreSQL memory size")
+    assert snapshot(urls[1]) == before

@@ -28,6 +28,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BIOMETRICS_INBOX_PATH", None, "Vendor inbox root; default `<staging-path>/inbox`."),
     Setting("BIOMETRICS_WORK_DIR", None, "Local scratch directory; default the system temp dir."),
     Setting("BIOMETRICS_MEMORY_LIMIT", "512MB", "Memory budget of the transform engine (DuckDB)."),
+    Setting("BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM", "1GB", "Load: PostgreSQL `maintenance_work_mem` of the session "
+            "that builds the day's indexes (the sort stays in memory up to this size)."),
     Setting("BIOMETRICS_THREADS", None, "Threads of the transform engine; default all cores."),
     Setting("BIOMETRICS_RETENTION_DAYS", "90", "Default `--retention-days` of `biometrics-backup purge`."),
     Setting("BIOMETRICS_VOLUME_MIN_RATIO", "0.5", "Validate: lowest accepted day volume / trailing 7-day mean."),

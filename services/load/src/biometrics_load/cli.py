@@ -52,7 +52,8 @@ def readings(run: StageRun):
     engine = _warehouse(warehouse_url)
     migrate_schema(engine)
     run.manifest.rows_in = data.readings.count_rows() + data.dead_letters.count_rows()
-    counts = loader.load_day(engine, run.day, data, batch_size, run.manifest, run.finish)
+    counts = loader.load_day(engine, run.day, data, batch_size, run.manifest, run.finish,
+                             settings.get("BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM"))
     engine.dispose()
     run.manifest.rows_out = counts.readings
     run.manifest.details = {

@@ -51,5 +51,5 @@ def binary_chunks(batches: Iterable[pa.RecordBatch], schema: pa.Schema, columns:
     yield bytes(encoder.finish())
 
 
-def copy_sql(table: str, columns: list[str], fmt: str = "csv") -> str:
-    return f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT {fmt})"
+def copy_sql(table: str, columns: list[str], fmt: str = "csv", freeze: bool = False) -> str:
+    return f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT {fmt}{', FREEZE' if freeze else ''})"
