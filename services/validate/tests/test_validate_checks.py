@@ -101,6 +101,28 @@ def test_non_canonical_unit_fails_values_in_range_alone(loaded):
     assert outcome.checks["values_in_range"]["figures"]["non_canonical_unit"] == 1
 
 
+@pytest.mark.parametrize("loaded", ["postgresql"], indirect=True)  # SQLite stores NaN as NULL, refused there
+def test_nan_value_fails_values_in_range(loaded):
+    loaded.execute("UPDATE biometric_readings SET value = 'NaN' WHERE date = :d AND source = 'database' "
+                   f"AND reading_id = {FIRST.format(metric='spo2')}", d=DAY)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "values_in_range", "daily_metrics_consistency")
+    assert outcome.checks["values_in_range"]["figures"]["by_metric"] == {"spo2": {"out_of_range": 1}}
+
+
+def test_a_clean_day_is_judged_from_one_aggregate_of_the_readings(loaded):
+    outcome = loaded.validate()
+
+    figures = outcome.checks["values_in_range"]["figures"]
+    clean = outcome.checks["reconciliation"]["figures"]["clean_rows"]
+    assert figures["readings"] == clean
+    assert outcome.checks["daily_metrics_consistency"]["figures"]["reading_groups"] > 0
+    # the shared aggregate ran once, and no per-reading count followed it
+    assert outcome.stderr.count("aggregated the day's readings") == 1
+
+
 # -- daily metrics ---------------------------------------------------------------------------------
 FIRST_USER = "(SELECT min(user_id) FROM daily_metrics WHERE date = :d AND metric_type = 'heart_rate')"
 
@@ -192,7 +214,8 @@ def _lax_warehouse() -> sa.Engine:
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE biometric_readings (date TEXT, source TEXT, reading_id INT, user_id INT, "
                              "device_id TEXT, metric_type TEXT, value REAL, unit TEXT, created_at TEXT)"))
-        conn.execute(sa.text("CREATE TABLE daily_metrics (date TEXT, user_id INT, metric_type TEXT)"))
+        conn.execute(sa.text("CREATE TABLE daily_metrics (date TEXT, user_id INT, metric_type TEXT, value REAL, "
+                             "min_value REAL, max_value REAL, sum_value REAL, sample_count INT)"))
         conn.execute(sa.text("CREATE TABLE etl_dead_letters (date TEXT, stage TEXT, source TEXT, reason TEXT)"))
     return engine
 
@@ -203,13 +226,40 @@ def test_null_keys_are_found_and_named():
         conn.execute(sa.text("INSERT INTO biometric_readings VALUES ('2026-01-05', 'database', 1, 7, NULL, "
                              "'heart_rate', 60, 'bpm', '2026-01-05 10:00:00'), (NULL, 'database', 2, 7, 'd', "
                              "'heart_rate', 60, 'bpm', '2026-01-05 10:00:00')"))
-        conn.execute(sa.text("INSERT INTO daily_metrics VALUES ('2026-01-05', NULL, 'heart_rate')"))
+        conn.execute(sa.text("INSERT INTO daily_metrics (date, user_id, metric_type) VALUES ('2026-01-05', NULL, 'heart_rate')"))
         result = checks.null_keys(conn, checks.Context(DAY, DayFacts(), {}, {}, 0.5, 2.0))
 
     assert not result.passed
     bad = {k: n for k, n in result.figures["null_counts"].items() if n}
     assert bad == {"biometric_readings.device_id": 1, "biometric_readings.date": 1, "daily_metrics.user_id": 1}
     assert "biometric_readings.device_id (1 rows)" in result.detail
+
+
+def test_out_of_catalogue_values_are_counted_one_by_one():
+    engine = _lax_warehouse()
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO biometric_readings VALUES "
+                             "('2026-01-05', 'database', 1, 7, 'd', 'heart_rate', 60, 'bpm', '2026-01-05 10:00:00'), "
+                             "('2026-01-05', 'database', 2, 7, 'd', 'heart_rate', 900, 'bpm', '2026-01-05 10:01:00'), "
+                             "('2026-01-05', 'database', 3, 7, 'd', 'heart_rate', NULL, 'bpm', '2026-01-05 10:02:00'), "
+                             "('2026-01-05', 'database', 4, 7, 'd', 'mood', 3, 'stars', '2026-01-05 10:03:00'), "
+                             "('2026-01-05', 'database', 5, 8, 'd', 'spo2', 97, 'ratio', '2026-01-05 10:04:00')"))
+        ctx = checks.Context(DAY, DayFacts(), {}, {}, 0.5, 2.0)
+        result = checks.values_in_range(conn, ctx)
+
+    assert not result.passed
+    assert result.figures["by_metric"] == {"heart_rate": {"out_of_range": 2}, "mood": {"unknown_metric_type": 1},
+                                           "spo2": {"non_canonical_unit": 1}}
+    assert result.figures["readings"] == 5
+
+
+def test_not_null_columns_prove_their_keys(loaded):
+    outcome = loaded.validate()
+
+    figures = outcome.checks["null_keys"]["figures"]
+    assert {"biometric_readings.user_id", "biometric_readings.date", "daily_metrics.metric_type",
+            "etl_dead_letters.reason"} <= set(figures["enforced_by_not_null"])
+    assert not any(figures["null_counts"].values())
 
 
 def test_duplicates_are_counted_where_no_primary_key_enforces_uniqueness():
@@ -219,7 +269,7 @@ def test_duplicates_are_counted_where_no_primary_key_enforces_uniqueness():
                              "('2026-01-05', 'acme', 1, 7, 'd1', 'heart_rate', 60, 'bpm', '2026-01-05 10:00:00'), "
                              "('2026-01-05', 'acme', 1, 7, 'd1', 'spo2', 97, 'percent', '2026-01-05 10:00:00'), "
                              "('2026-01-05', 'fitco', 1, 7, 'd2', 'spo2', 97, 'percent', '2026-01-05 10:00:00')"))
-        conn.execute(sa.text("INSERT INTO daily_metrics VALUES ('2026-01-05', 7, 'spo2'), ('2026-01-05', 7, 'spo2')"))
+        conn.execute(sa.text("INSERT INTO daily_metrics (date, user_id, metric_type) VALUES ('2026-01-05', 7, 'spo2'), ('2026-01-05', 7, 'spo2')"))
         result = checks.uniqueness(conn, checks.Context(DAY, DayFacts(), {}, {}, 0.5, 2.0))
 
     assert not result.passed

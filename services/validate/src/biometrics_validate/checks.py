@@ -1,14 +1,18 @@
 """The data-quality checks of a loaded day, each a small function returning a ``CheckResult``.
 
-All the work is set-based SQL in the warehouse: one scan or one aggregate per check, over the
-day's partition only on PostgreSQL. Python sees a handful of figures and a few examples, never
-the rows. The SQL is plain enough for both PostgreSQL and SQLite (the embedded default).
+All the work is set-based SQL in the warehouse, over the day's partition only on PostgreSQL. The
+day's readings are scanned once: one aggregate per (user_id, metric_type) group serves both
+``values_in_range`` and ``daily_metrics_consistency`` (``DayProfile``); a rule the schema enforces
+(NOT NULL, a primary key, a unique index) is proven by the schema instead of by a scan. Python sees
+a handful of figures and a few examples, never the rows. The SQL is plain enough for both
+PostgreSQL and SQLite (the embedded default).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -48,6 +52,13 @@ class Context:
     extracted: dict[str, int]            # the same as the extract staged them
     min_ratio: float
     max_ratio: float
+    _profile: DayProfile | None = field(default=None, repr=False)  # computed on first use if not given
+
+    def profile(self, conn: sa.Connection) -> DayProfile:
+        """The day's readings aggregated once, for every check that needs them."""
+        if self._profile is None:
+            self._profile = day_profile(conn, self.day)
+        return self._profile
 
 
 def _rows(conn: sa.Connection, sql: str, **params) -> list[dict]:
@@ -91,24 +102,37 @@ _KEYS = {
     DAILY_METRICS_TABLE: ("user_id", "metric_type"),
     DEAD_LETTERS_TABLE: ("stage", "source", "reason"),
 }
+_DATED = (READINGS_TABLE, DAILY_METRICS_TABLE)  # also checked for rows without any date
+
+
+def _not_null_columns(conn: sa.Connection, table: str) -> set[str]:
+    """Columns the schema declares NOT NULL (on PostgreSQL every partition inherits the constraint)."""
+    return {c["name"] for c in sa.inspect(conn).get_columns(table) if not c.get("nullable", True)}
 
 
 def null_keys(conn: sa.Connection, ctx: Context) -> CheckResult:
+    """No key column is NULL: proven by the column's NOT NULL constraint, else counted."""
     found: dict[str, int] = {}
+    enforced: list[str] = []
     for table, columns in _KEYS.items():
-        sums = ", ".join(f"sum(CASE WHEN {c} IS NULL THEN 1 ELSE 0 END) AS {c}" for c in columns)
-        (row,) = _rows(conn, f"SELECT {sums} FROM {table} WHERE date = :day", day=ctx.day)
-        found.update({f"{table}.{c}": _int(row[c]) for c in columns})
-    # a row without a date belongs to no day at all: look for it anywhere (the date index finds it)
-    for table in (READINGS_TABLE, DAILY_METRICS_TABLE):
-        found[f"{table}.date"] = _int(conn.execute(query(f"SELECT count(*) FROM {table} WHERE date IS NULL"))
-                                      .scalar_one())
+        declared = _not_null_columns(conn, table)
+        keys = (*columns, "date") if table in _DATED else columns
+        enforced += [f"{table}.{c}" for c in keys if c in declared]
+        found.update({f"{table}.{c}": 0 for c in columns if c in declared})
+        counted = [c for c in columns if c not in declared]
+        if counted:
+            sums = ", ".join(f"sum(CASE WHEN {c} IS NULL THEN 1 ELSE 0 END) AS {c}" for c in counted)
+            (row,) = _rows(conn, f"SELECT {sums} FROM {table} WHERE date = :day", day=ctx.day)
+            found.update({f"{table}.{c}": _int(row[c]) for c in counted})
+        if table in _DATED:  # a row without a date belongs to no day: look for it anywhere (the date index finds it)
+            found[f"{table}.date"] = 0 if "date" in declared else _int(conn.execute(
+                query(f"SELECT count(*) FROM {table} WHERE date IS NULL")).scalar_one())
     bad = {k: n for k, n in found.items() if n}
     detail = "no NULL keys" if not bad else "NULL keys: " + ", ".join(f"{k} ({n} rows)" for k, n in bad.items())
-    return CheckResult("null_keys", not bad, detail, {"null_counts": found})
+    return CheckResult("null_keys", not bad, detail, {"null_counts": found, "enforced_by_not_null": enforced})
 
 
-# -- values in range -------------------------------------------------------------------------------
+# -- the day's readings, aggregated once -----------------------------------------------------------
 def _catalogue_cte() -> tuple[str, dict]:
     values, params = [], {}
     for i, m in enumerate(METRICS.values()):
@@ -117,8 +141,119 @@ def _catalogue_cte() -> tuple[str, dict]:
     return f"catalogue (metric_type, unit, low, high) AS (VALUES {', '.join(values)})", params
 
 
+def _canonical_unit_expr() -> str:
+    """The metric's canonical unit as a CASE over the catalogue's parameters (NULL for an unknown
+    metric): tested on every row while aggregating, it costs far less than grouping by unit."""
+    whens = " ".join(f"WHEN :m{i} THEN :u{i}" for i in range(len(METRICS)))
+    return f"CASE metric_type {whens} END"
+
+
+def _close(a: str, b: str) -> str:
+    """|a - b| <= tolerance * max(|a|, |b|), in SQL both dialects know (no greatest() in SQLite)."""
+    return (f"abs({a} - {b}) <= {REL_TOLERANCE!r} * "
+            f"CASE WHEN abs({a}) > abs({b}) THEN abs({a}) ELSE abs({b}) END")
+
+
+_MISMATCHES = {  # mismatch kind -> SQL true when the group is fine (a NULL counts as a mismatch)
+    "sample_count": "d.sample_count = r.n",
+    "min_value": "d.min_value = r.lo",
+    "max_value": "d.max_value = r.hi",
+    "sum_value": _close("d.sum_value", "r.total"),
+    "avg_value": _close("d.value", "r.total / r.n"),
+}
+_GROUP_FLAGS = ("missing", "extra", *_MISMATCHES)
+
+
+def _judged_groups(conn: sa.Connection) -> str:
+    """``WITH … judged``: every (user_id, metric_type) group of the day from either side, the readings'
+    count, min, max, sum and non-canonical units beside daily_metrics' figures, and a 0/1 flag per
+    kind of disagreement. One scan of the readings; one FULL JOIN finds the groups missing on either
+    side in the same pass (an anti-join would probe the index per group)."""
+    catalogue, _ = _catalogue_cte()
+    flags = ",\n".join(f"CASE WHEN r.user_id IS NULL OR d.user_id IS NULL OR ({ok}) THEN 0 ELSE 1 END "
+                       f"AS bad_{kind}" for kind, ok in _MISMATCHES.items())
+    if conn.dialect.name == "sqlite":
+        # SQLite joins two CTEs by nested scans (quadratic): join the table itself through its
+        # primary key instead, and drop the other days' rows its right-join side brings along
+        pairing = (f"{DAILY_METRICS_TABLE} d ON d.date = :day AND d.user_id = r.user_id AND d.metric_type = r.metric_type "
+                   "WHERE d.date IS NULL OR d.date = :day")
+    else:
+        pairing = "d ON d.user_id = r.user_id AND d.metric_type = r.metric_type"
+    return f"""
+        WITH {catalogue}, r AS (
+            SELECT user_id, metric_type, count(*) AS n, count(value) AS valued, min(value) AS lo, max(value) AS hi,
+                   sum(value) AS total,
+                   sum(CASE WHEN unit = {_canonical_unit_expr()} THEN 0 ELSE 1 END) AS other_unit
+            FROM {READINGS_TABLE} WHERE date = :day GROUP BY user_id, metric_type
+        ), d AS (
+            SELECT user_id, metric_type, sample_count, min_value, max_value, sum_value, value
+            FROM {DAILY_METRICS_TABLE} WHERE date = :day
+        ), judged AS (
+            -- the mean as total / n: avg() would keep a costlier state per group for the same figure
+            SELECT coalesce(r.user_id, d.user_id) AS user_id,
+                   coalesce(r.metric_type, d.metric_type) AS metric_type,
+                   r.n, r.valued, r.lo, r.hi, r.total, r.total / r.n AS mean, r.other_unit,
+                   d.sample_count, d.min_value, d.max_value, d.sum_value, d.value,
+                   CASE WHEN d.user_id IS NULL THEN 1 ELSE 0 END AS bad_missing,
+                   CASE WHEN r.user_id IS NULL THEN 1 ELSE 0 END AS bad_extra,
+                   {flags}
+            FROM r FULL OUTER JOIN {pairing}
+        )"""
+
+
+@dataclass
+class DayProfile:
+    """The day's readings per metric type (from their groups) and the groups' agreement with daily_metrics."""
+    by_metric: dict[str, dict]
+    consistency: dict[str, int]
+
+    @property
+    def readings(self) -> int:
+        return sum(m["readings"] for m in self.by_metric.values())
+
+
+def day_profile(conn: sa.Connection, day: dt.date) -> DayProfile:
+    started = time.monotonic()
+    _, params = _catalogue_cte()
+    sums = ", ".join(f"sum(j.bad_{k}) AS {k}" for k in _GROUP_FLAGS)
+    rows = _rows(conn, _judged_groups(conn) + f"""
+        SELECT j.metric_type, count(j.n) AS groups, sum(j.n) AS readings, sum(j.n - j.valued) AS null_values,
+               sum(j.other_unit) AS other_unit,
+               max(CASE WHEN c.metric_type IS NULL THEN 0 ELSE 1 END) AS known,
+               -- NaN fails too: PostgreSQL orders NaN above every number
+               sum(CASE WHEN c.metric_type IS NOT NULL AND j.n IS NOT NULL
+                             AND NOT (j.lo >= c.low AND j.hi <= c.high) THEN 1 ELSE 0 END) AS groups_out_of_range,
+               {sums}
+        FROM judged j LEFT JOIN catalogue c ON c.metric_type = j.metric_type
+        GROUP BY j.metric_type""", day=day, **params)
+    by_metric = {r["metric_type"]: {k: _int(r[k]) for k in ("groups", "readings", "null_values", "other_unit",
+                                                           "known", "groups_out_of_range")} for r in rows}
+    consistency = {k: sum(_int(r[k]) for r in rows) for k in _GROUP_FLAGS}
+    consistency["groups"] = sum(m["groups"] for m in by_metric.values())
+    log.info("aggregated the day's readings: %d groups in %.1f s", consistency["groups"], time.monotonic() - started)
+    return DayProfile(by_metric, consistency)
+
+
+# -- values in range -------------------------------------------------------------------------------
+_RANGE_KINDS = ("unknown_metric_type", "non_canonical_unit", "out_of_range")
+
+
+def _suspect(metric: dict) -> bool:
+    if not metric["readings"]:
+        return False  # a group daily_metrics has alone: the consistency check's business
+    return not metric["known"] or bool(metric["other_unit"] or metric["null_values"] or metric["groups_out_of_range"])
+
+
 def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
-    """Every clean value has a known metric, the canonical unit and lies within the metric's range."""
+    """Every clean value has a known metric, the canonical unit and lies within the metric's range.
+
+    The day's profile answers for a clean day (every group's min and max within its metric's range,
+    no other unit); the readings are counted one by one only when it finds something to report."""
+    profile = ctx.profile(conn)
+    if not any(_suspect(m) for m in profile.by_metric.values()):
+        figures = {"readings": profile.readings, **{k: 0 for k in _RANGE_KINDS}, "by_metric": {}}
+        return CheckResult("values_in_range", True, "every value has a known metric, its canonical unit and "
+                                                    "lies within the catalogue range", figures)
     cte, params = _catalogue_cte()
     # NaN fails the range test too: PostgreSQL orders NaN above every number
     rows = _rows(conn, f"""
@@ -133,10 +268,9 @@ def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
         FROM {READINGS_TABLE} r LEFT JOIN catalogue c ON c.metric_type = r.metric_type
         WHERE r.date = :day
         GROUP BY r.metric_type""", day=ctx.day, **params)
-    kinds = ("unknown_metric_type", "non_canonical_unit", "out_of_range")
-    totals = {k: sum(_int(r[k]) for r in rows) for k in kinds}
-    offending = {r["metric_type"]: {k: _int(r[k]) for k in kinds if _int(r[k])} for r in rows
-                 if any(_int(r[k]) for k in kinds)}
+    totals = {k: sum(_int(r[k]) for r in rows) for k in _RANGE_KINDS}
+    offending = {r["metric_type"]: {k: _int(r[k]) for k in _RANGE_KINDS if _int(r[k])} for r in rows
+                 if any(_int(r[k]) for k in _RANGE_KINDS)}
     figures = {"readings": sum(_int(r["readings"]) for r in rows), **totals,
                "by_metric": dict(sorted(offending.items())[:20])}
     if not offending:
@@ -147,21 +281,6 @@ def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
 
 
 # -- daily_metrics against biometric_readings ------------------------------------------------------
-def _close(a: str, b: str) -> str:
-    """|a - b| <= tolerance * max(|a|, |b|), in SQL both dialects know (no greatest() in SQLite)."""
-    return (f"abs({a} - {b}) <= {REL_TOLERANCE!r} * "
-            f"CASE WHEN abs({a}) > abs({b}) THEN abs({a}) ELSE abs({b}) END")
-
-
-_MISMATCHES = {  # mismatch kind -> SQL true when the group is fine (a NULL counts as a mismatch)
-    "sample_count": "d.sample_count = r.n",
-    "min_value": "d.min_value = r.lo",
-    "max_value": "d.max_value = r.hi",
-    "sum_value": _close("d.sum_value", "r.total"),
-    "avg_value": _close("d.value", "r.total / r.n"),
-}
-
-
 # an example shows both sides of a group: readings (r_) and daily_metrics (d_)
 _EXAMPLE_COLUMNS = ("user_id, metric_type, n AS r_count, sample_count AS d_count, lo AS r_min, "
                     "min_value AS d_min, hi AS r_max, max_value AS d_max, total AS r_sum, sum_value AS d_sum, "
@@ -170,42 +289,10 @@ _EXAMPLE_COLUMNS = ("user_id, metric_type, n AS r_count, sample_count AS d_count
 
 def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
     """The same (user_id, metric_type) groups, with the readings' count, min, max, sum and average."""
-    flags = ",\n".join(f"CASE WHEN r.user_id IS NULL OR d.user_id IS NULL OR ({ok}) THEN 0 ELSE 1 END "
-                       f"AS bad_{kind}" for kind, ok in _MISMATCHES.items())
-    # one FULL JOIN finds groups missing on either side in the same pass as the mismatches
-    # (an anti-join for daily_metrics rows without readings would probe the index per group)
-    if conn.dialect.name == "sqlite":
-        # SQLite joins two CTEs by nested scans (quadratic): join the table itself through its
-        # primary key instead, and drop the other days' rows its right-join side brings along
-        pairing = (f"{DAILY_METRICS_TABLE} d ON d.date = :day AND d.user_id = r.user_id AND d.metric_type = r.metric_type "
-                   "WHERE d.date IS NULL OR d.date = :day")
-    else:
-        pairing = "d ON d.user_id = r.user_id AND d.metric_type = r.metric_type"
-    judged = f"""
-        WITH r AS (
-            SELECT user_id, metric_type, count(*) AS n, min(value) AS lo, max(value) AS hi, sum(value) AS total
-            FROM {READINGS_TABLE} WHERE date = :day GROUP BY user_id, metric_type
-        ), d AS (
-            SELECT user_id, metric_type, sample_count, min_value, max_value, sum_value, value
-            FROM {DAILY_METRICS_TABLE} WHERE date = :day
-        ), judged AS (
-            -- the mean as total / n: avg() would keep a costlier state per group for the same figure
-            SELECT coalesce(r.user_id, d.user_id) AS user_id,
-                   coalesce(r.metric_type, d.metric_type) AS metric_type,
-                   r.n, r.lo, r.hi, r.total, r.total / r.n AS mean,
-                   d.sample_count, d.min_value, d.max_value, d.sum_value, d.value,
-                   CASE WHEN d.user_id IS NULL THEN 1 ELSE 0 END AS bad_missing,
-                   CASE WHEN r.user_id IS NULL THEN 1 ELSE 0 END AS bad_extra,
-                   {flags}
-            FROM r FULL OUTER JOIN {pairing}
-        )"""
-    kinds = ("missing", "extra", *_MISMATCHES)
-    # count(n): the groups the readings have (n is NULL on a daily_metrics row without readings)
-    (summary,) = _rows(conn, judged + " SELECT count(n) AS groups, "
-                       + ", ".join(f"sum(bad_{k}) AS {k}" for k in kinds) + " FROM judged", day=ctx.day)
-    counts = {k: _int(summary[k]) for k in kinds}
-    figures = {"reading_groups": _int(summary["groups"]), "missing_groups": counts.pop("missing"),
-               "extra_groups": counts.pop("extra"), "mismatched": counts, "relative_tolerance": REL_TOLERANCE}
+    summary = ctx.profile(conn).consistency
+    counts = {k: summary[k] for k in _MISMATCHES}
+    figures = {"reading_groups": summary["groups"], "missing_groups": summary["missing"],
+               "extra_groups": summary["extra"], "mismatched": counts, "relative_tolerance": REL_TOLERANCE}
     problems = {k: n for k, n in counts.items() if n}
     if figures["missing_groups"]:
         problems["groups missing from daily_metrics"] = figures["missing_groups"]
@@ -215,17 +302,23 @@ def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
         return CheckResult("daily_metrics_consistency", True,
                            f"{figures['reading_groups']} groups match the readings' count, min, max, sum and average",
                            figures)
-    condition = " OR ".join(f"bad_{k} = 1" for k in kinds)
+    _, params = _catalogue_cte()
+    condition = " OR ".join(f"bad_{k} = 1" for k in _GROUP_FLAGS)
     figures["examples"] = [_plain(r) for r in _rows(
-        conn, judged + f" SELECT {_EXAMPLE_COLUMNS} FROM judged WHERE {condition} "
-                       f"ORDER BY user_id, metric_type LIMIT {EXAMPLES}", day=ctx.day)]
+        conn, _judged_groups(conn) + f" SELECT {_EXAMPLE_COLUMNS} FROM judged WHERE {condition} "
+                                     f"ORDER BY user_id, metric_type LIMIT {EXAMPLES}", day=ctx.day, **params)]
     listed = ", ".join(f"{k}: {n}" for k, n in problems.items())
     return CheckResult("daily_metrics_consistency", False, f"daily_metrics disagree with biometric_readings ({listed})",
                        figures)
 
 
-def _plain(row: dict) -> dict:
-    return {k: (v if isinstance(v, (int, float, str, type(None))) else str(v)) for k, v in row.items()}
+def _plain(value):
+    """A JSON-safe figure: NaN and infinities as text (JSON has no such numbers), dates as ISO text."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return value if isinstance(value, (int, str, type(None))) else str(value)
 
 
 # -- uniqueness ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from biometrics_core import db, runlog, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
@@ -23,8 +24,7 @@ def _volume_bounds() -> tuple[float, float]:
     return low, high
 
 
-def _database_rows(run: StageRun) -> int:
-    engine = db.connect(settings.source_url(), "BIOMETRICS_DB_URL", "application database")
+def _count_database_rows(engine, run: StageRun) -> int:
     try:
         return source.database_rows(engine, run.day)
     finally:
@@ -38,17 +38,22 @@ def readings(run: StageRun):
     # configuration and inputs first: a missing setting or manifest exits 2 before any query runs
     warehouse_url = settings.warehouse_url()
     extracted = source.extracted_rows(run.staging, run.day)
-    source_rows = source.source_rows(_database_rows(run), extracted)
+    source_engine = db.connect(settings.source_url(), "BIOMETRICS_DB_URL", "application database")
     engine = db.connect(warehouse_url, "BIOMETRICS_WAREHOUSE_URL", "warehouse")
     try:
-        day.require_schema(engine)
-        with day.snapshot(engine) as conn:
-            facts = day.facts(conn, run.day)
-            if not facts.loaded:
-                raise InputError(f"nothing is loaded for {run.day} in the warehouse ({db.safe_url(engine.url)}): "
-                                 f"run biometrics-load readings --date {run.day} first")
-            ctx = checks.Context(run.day, facts, source_rows, extracted, min_ratio, max_ratio)
-            results = checks.run_all(conn, ctx)
+        # the source count (a scan of the application database) runs while the warehouse is aggregated
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            counting = pool.submit(_count_database_rows, source_engine, run)
+            day.require_schema(engine)
+            with day.snapshot(engine) as conn:
+                facts = day.facts(conn, run.day)
+                if not facts.loaded:
+                    raise InputError(f"nothing is loaded for {run.day} in the warehouse ({db.safe_url(engine.url)}): "
+                                     f"run biometrics-load readings --date {run.day} first")
+                profile = checks.day_profile(conn, run.day)
+                source_rows = source.source_rows(counting.result(), extracted)
+                ctx = checks.Context(run.day, facts, source_rows, extracted, min_ratio, max_ratio, profile)
+                results = checks.run_all(conn, ctx)
         failed = [r.name for r in results if not r.passed]
         manifest = run.manifest
         manifest.rows_in = sum(source_rows.values())
