@@ -15,10 +15,11 @@ log = logging.getLogger(__name__)
 
 main = stage_group("transform", "Transform stage of the BIOMETRICS ETL.")
 
+# written in this order: the daily metrics are aggregated from the clean readings' file
 OUTPUTS = {
     schemas.TRANSFORM_READINGS: rules.CLEAN,
-    schemas.TRANSFORM_DAILY_METRICS: rules.DAILY_METRICS,
     schemas.TRANSFORM_DEAD_LETTERS: rules.DEAD_LETTERS,
+    schemas.TRANSFORM_DAILY_METRICS: rules.DAILY_METRICS,
 }
 
 
@@ -62,25 +63,28 @@ def readings(run: StageRun):
                         "filename = true, file_row_number = true)")
             (rows_in,) = con.execute("SELECT count(*) FROM staged").fetchone()
             rules.classify(con, run.day)
+            written = {rel: work / "out" / rel / "part-0.parquet" for rel in OUTPUTS}
             for rel, query in OUTPUTS.items():
-                out = work / "out" / rel
-                out.mkdir(parents=True)
-                con.execute(f"COPY ({rules.render(query, run.day, now)}) TO {rules.sql_list([str(out / 'part-0.parquet')])[1:-1]} "
+                written[rel].parent.mkdir(parents=True)
+                sql = rules.render(query, run.day, now, clean=str(written[schemas.TRANSFORM_READINGS]))
+                con.execute(f"COPY ({sql}) TO {rules.sql_list([str(written[rel])])[1:-1]} "
                             "(FORMAT parquet, COMPRESSION zstd)")
-            counts = dict(con.execute(
-                "SELECT coalesce(rule_reason, CASE WHEN dup_rank > 1 THEN 'duplicate' END) AS outcome, count(*) "
-                "FROM classified GROUP BY ALL").fetchall())
-            (groups,) = con.execute(f"SELECT count(*) FROM ({rules.render(rules.DAILY_METRICS, run.day)})").fetchone()
+            # the outcomes, counted from what was written (row counts come from the Parquet footers)
+            read = {rel: f"read_parquet({rules.sql_list([str(path)])})" for rel, path in written.items()}
+            counts = dict(con.execute(f"SELECT reason, count(*) FROM {read[schemas.TRANSFORM_DEAD_LETTERS]} "
+                                      "GROUP BY reason").fetchall())
+            (clean,) = con.execute(f"SELECT count(*) FROM {read[schemas.TRANSFORM_READINGS]}").fetchone()
+            (groups,) = con.execute(f"SELECT count(*) FROM {read[schemas.TRANSFORM_DAILY_METRICS]}").fetchone()
         finally:
             con.close()
         for rel in OUTPUTS:
             run.staging.publish(work / "out" / rel, rel)
-    clean = counts.pop(None, 0)
     run.manifest.rows_in = rows_in
     run.manifest.rows_out = clean
     for reason, count in sorted(counts.items()):
         run.manifest.reject(reason, count)
-    run.manifest.outputs = [run.staging.uri(rel) for rel in OUTPUTS]
+    run.manifest.outputs = [run.staging.uri(rel) for rel in (schemas.TRANSFORM_READINGS, schemas.TRANSFORM_DAILY_METRICS,
+                                                            schemas.TRANSFORM_DEAD_LETTERS)]
     run.manifest.details = {"daily_metrics_rows": groups}
     log.info("transformed %d rows: %d clean, %d rejected %s", rows_in, clean, run.manifest.rejected_total,
              run.manifest.rows_rejected)
