@@ -126,3 +126,18 @@ def test_vendor_values_and_times():
 def test_malformed_json_lines(line, message):
     with pytest.raises(vendor._Malformed, match=message):
         vendor.parse_file("v", "x.jsonl", line.encode(), dt.datetime.now(UTC))
+
+
+@pytest.mark.postgres
+def test_small_driver_batches_still_make_large_row_groups(postgres_server, tmp_path, monkeypatch):
+    url = postgres_server.create_database("extract_groups_src")
+    day = sample.generate_day(DAY, users=40, readings_per_user=50, seed=3)
+    sample.write_source(url, day.database)
+    monkeypatch.setenv("BIOMETRICS_BATCH_SIZE", "16")  # the driver hands over many tiny batches
+    monkeypatch.setenv("BIOMETRICS_EXTRACT_CONNECTIONS", "1")
+    manifest = _extract(url, tmp_path / "staging", monkeypatch)
+
+    (part,) = (tmp_path / "staging" / schemas.EXTRACT_READINGS).glob("*.parquet")
+    metadata = pq.ParquetFile(part).metadata
+    assert metadata.num_rows == manifest["rows_out"] > 1000
+    assert metadata.num_row_groups == 1  # fewer rows than one row group: they are written together
