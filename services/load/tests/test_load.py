@@ -134,3 +134,40 @@ def test_postgres_rows_are_loaded_frozen_and_a_bad_sort_memory_setting_exits_2(p
     assert error.startswith("biometrics-load: error: BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM='lots' is not a "
                             "PostgreSQL memory size")
     assert snapshot(urls[1]) == before
+
+
+@pytest.mark.postgres
+def test_a_killed_loads_table_is_dropped_by_the_next_load_of_its_day(postgres_server, tmp_path):
+    urls = (postgres_server.create_database("load_left_src"), postgres_server.create_database("load_left_wh"))
+    env = _stage_day(DAY, urls, tmp_path)
+    _load(DAY, tmp_path, env)
+    engine = sa.create_engine(urls[1])
+    with engine.begin() as conn:  # what a load killed between its build and its swap leaves behind
+        conn.execute(sa.text("CREATE TABLE biometric_readings_p20260105_0123456789 (LIKE biometric_readings)"))
+        conn.execute(sa.text("CREATE TABLE biometric_readings_p20260106_0123456789 (LIKE biometric_readings)"))
+        conn.execute(sa.text("CREATE TABLE biometric_readings_p20260105_notes (note text)"))
+
+    _load(DAY, tmp_path, env)
+
+    with engine.connect() as conn:
+        tables = set(conn.execute(sa.text(
+            "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') AND relname LIKE 'biometric_readings%'"))
+            .scalars())
+    engine.dispose()
+    # the day's leftover is gone; another day's and a table that is not a load's are not touched
+    assert tables == {"biometric_readings", "biometric_readings_p20260105", "biometric_readings_p20260106_0123456789",
+                      "biometric_readings_p20260105_notes"}
+
+
+@pytest.mark.postgres
+def test_two_loads_of_the_same_day_at_once_leave_one_day(postgres_server, tmp_path):
+    urls = (postgres_server.create_database("load_twice_src"), postgres_server.create_database("load_twice_wh"))
+    env = _stage_day(DAY, urls, tmp_path)
+    _load(DAY, tmp_path, env)
+    expected = snapshot(urls[1], DAY)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        manifests = list(pool.map(lambda _: _load(DAY, tmp_path, env), range(2)))
+
+    assert [m["details"]["replaced_readings"] for m in manifests] == [expected["biometric_readings"][0]] * 2
+    assert snapshot(urls[1], DAY) == expected

@@ -1,9 +1,10 @@
 """Load one day atomically and idempotently: a rerun replaces the day, a crash changes nothing.
 
-PostgreSQL: the day's readings are COPied into a fresh, unindexed table, indexed afterwards, then
-swapped in for the day's partition (detach old, attach new) — all in one transaction, so readers
-see the old day until commit and a killed load leaves the old day intact. Daily metrics and dead
-letters of the day are replaced in the same transaction.
+PostgreSQL: the day's readings are COPied into a fresh, unindexed table, indexed afterwards, on a
+second connection, while the day's transaction replaces its daily metrics and dead letters; that
+transaction then swaps the table in for the day's partition (detach old, attach new) and commits
+everything at once. Readers see the old day until the commit, and a killed load leaves the old
+day intact (at most an unattached table, which the day's next load drops).
 SQLite (embedded default): delete and insert the day in one transaction, rows converted by Arrow.
 """
 
@@ -14,6 +15,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -84,49 +86,103 @@ def _timed(conn: sa.Connection, sql: str, params: dict | None = None):
 
 
 def _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_mem) -> LoadCounts:
+    """The day's readings are built on a second connection while this one replaces the day's
+    aggregates and dead letters; the swap and the run log then commit with them, all at once."""
     counts = LoadCounts()
     partition = warehouse.partition_name(day)
     building = f"{partition}_{own.run_id[:10]}"
-    parent = warehouse.READINGS_TABLE
-    next_day = day + dt.timedelta(days=1)
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # the day's transaction: readers see nothing of the load before its commit
         _timed(conn, "SET LOCAL lock_timeout = '5min'")
         _timed(conn, "SET LOCAL TIME ZONE 'UTC'")  # COPY sends naive UTC timestamps
-        # the index builds after the COPY sort in memory when they can (a sort spilled to disk costs 2 x)
+        # one load of a day at a time: a second one waits here, then replaces the first one's day
+        _timed(conn, "SELECT pg_advisory_xact_lock(hashtext('biometrics_load'), :n)", {"n": day.toordinal()})
+        _drop_leftovers(conn, partition)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as pool:
+            built = pool.submit(_build_readings, engine, day, building, data.readings, batch_size,
+                                maintenance_work_mem)
+            try:
+                _timed(conn, f"DELETE FROM {warehouse.DAILY_METRICS_TABLE} WHERE date = :d", {"d": day})
+                counts.daily_metrics = _copy(conn, warehouse.DAILY_METRICS_TABLE, METRIC_COLUMNS,
+                                             data.daily_metrics, batch_size, binary=True)
+                _delete_dead_letters(conn, day)
+                counts.dead_letters = _copy(conn, warehouse.DEAD_LETTERS_TABLE, DEAD_LETTER_COLUMNS,
+                                            data.dead_letters, batch_size)
+                _restore_dead_letter_history(conn, day)
+                counts.readings = built.result()
+            except BaseException:
+                _abandon(engine, built, building)
+                raise
+        counts.replaced_readings = _swap_in(conn, day, building, partition)
+        _record(conn, data, own, counts, finish)
+    return counts
+
+
+def _build_readings(engine: sa.Engine, day: dt.date, building: str, readings: ds.Dataset, batch_size: int,
+                    maintenance_work_mem: str) -> int:
+    """The day's readings as a complete table beside the partitioned one, committed but not attached.
+
+    Unindexed while copying, indexed after. The day's CHECK is there from the start (tested per row
+    as it arrives, no scan after) and spares ATTACH its validation scan."""
+    next_day = day + dt.timedelta(days=1)
+    with engine.begin() as conn:
+        _timed(conn, "SET LOCAL TIME ZONE 'UTC'")
+        # the index builds sort in memory when they can (a sort spilled to disk costs 2 x)
         _set_maintenance_work_mem(conn, maintenance_work_mem)
-        # 1. the new day, built aside: unindexed while copying, indexed after. The day's CHECK is there
-        # from the start (tested per row as it arrives, no scan after) and spares ATTACH its validation scan.
-        _timed(conn, f"CREATE TABLE {building} (LIKE {parent} INCLUDING DEFAULTS, CONSTRAINT {building}_day "
-               f"CHECK (date >= DATE '{day}' AND date < DATE '{next_day}'))")
+        _timed(conn, f"CREATE TABLE {building} (LIKE {warehouse.READINGS_TABLE} INCLUDING DEFAULTS, "
+               f"CONSTRAINT {building}_day CHECK (date >= DATE '{day}' AND date < DATE '{next_day}'))")
         log.info("copying readings into %s", building)
         # FREEZE: the table is new in this transaction, so its rows can be written frozen and visible to
         # all; validate's scans and the first vacuum then rewrite no page to set hint bits
-        counts.readings = _copy(conn, building, READING_COLUMNS, data.readings, batch_size, binary=True,
-                                freeze=True)
+        rows = _copy(conn, building, READING_COLUMNS, readings, batch_size, binary=True, freeze=True)
         _timed(conn, f"ALTER TABLE {building} ADD PRIMARY KEY (reading_id, source, date)")
         _timed(conn, f"CREATE UNIQUE INDEX {building}_natural_key ON {building} "
                f"(user_id, created_at, device_id, metric_type, date)")
-        # 2. swap it in
-        exists = _timed(conn, "SELECT to_regclass(:name) IS NOT NULL", {"name": partition}).scalar()
-        if exists:
-            counts.replaced_readings = _timed(conn, f"SELECT count(*) FROM {partition}").scalar()
-            _timed(conn, f"ALTER TABLE {parent} DETACH PARTITION {partition}")
-            _timed(conn, f"DROP TABLE {partition}")
-        _timed(conn, f"ALTER TABLE {building} RENAME TO {partition}")
-        _timed(conn, f"ALTER TABLE {parent} ATTACH PARTITION {partition} "
-               f"FOR VALUES FROM ('{day}') TO ('{next_day}')")
-        _timed(conn, f"ALTER TABLE {partition} DROP CONSTRAINT {building}_day")  # the partition bound says it
-        # 3. the day's aggregates and dead letters
-        _timed(conn, f"DELETE FROM {warehouse.DAILY_METRICS_TABLE} WHERE date = :d", {"d": day})
-        counts.daily_metrics = _copy(conn, warehouse.DAILY_METRICS_TABLE, METRIC_COLUMNS, data.daily_metrics,
-                                     batch_size, binary=True)
-        _delete_dead_letters(conn, day)
-        counts.dead_letters = _copy(conn, warehouse.DEAD_LETTERS_TABLE, DEAD_LETTER_COLUMNS, data.dead_letters,
-                                    batch_size)
-        _restore_dead_letter_history(conn, day)
-        _timed(conn, f"ANALYZE {partition}")
-        _record(conn, data, own, counts, finish)
-    return counts
+        _timed(conn, f"ANALYZE {building}")
+    return rows
+
+
+def _swap_in(conn: sa.Connection, day: dt.date, building: str, partition: str) -> int:
+    """Replace the day's partition by the built table; returns the rows the old one held."""
+    parent = warehouse.READINGS_TABLE
+    replaced = 0
+    if _timed(conn, "SELECT to_regclass(:name) IS NOT NULL", {"name": partition}).scalar():
+        replaced = _timed(conn, f"SELECT count(*) FROM {partition}").scalar()
+        _timed(conn, f"ALTER TABLE {parent} DETACH PARTITION {partition}")
+        _timed(conn, f"DROP TABLE {partition}")
+    _timed(conn, f"ALTER TABLE {building} RENAME TO {partition}")
+    _timed(conn, f"ALTER TABLE {parent} ATTACH PARTITION {partition} "
+           f"FOR VALUES FROM ('{day}') TO ('{day + dt.timedelta(days=1)}')")
+    _timed(conn, f"ALTER TABLE {partition} DROP CONSTRAINT {building}_day")  # the partition bound says it
+    return replaced
+
+
+def _leftover_pattern(partition: str) -> str:
+    return f"^{partition}_[0-9a-f]{{10}}$"  # the building table's name: partition + run id prefix
+
+
+def _drop_leftovers(conn: sa.Connection, partition: str) -> None:
+    """Tables of this day a killed load built but never swapped in (the day's lock keeps live ones out)."""
+    names = _timed(conn, "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                         "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND NOT c.relispartition "
+                         "AND c.relname ~ :pattern", {"pattern": _leftover_pattern(partition)}).scalars().all()
+    for name in names:
+        log.warning("dropping %s, left by an interrupted load of the same day", name)
+        _timed(conn, f"DROP TABLE {name}")
+
+
+def _abandon(engine: sa.Engine, built, building: str) -> None:
+    """This transaction failed: wait for the build and drop what it committed (best effort; the
+    next load of the day drops it otherwise)."""
+    try:
+        built.result()
+    except BaseException:  # noqa: BLE001 - the build's own error is not the one to report
+        return
+    try:
+        with engine.begin() as conn:
+            _timed(conn, f"DROP TABLE IF EXISTS {building}")
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("could not drop %s after the failed load (%s): the next load of the day will", building,
+                    type(exc).__name__)
 
 
 def _set_maintenance_work_mem(conn: sa.Connection, value: str) -> None:
