@@ -121,6 +121,8 @@ def table(result: dict) -> str:
         f"load average at start {m.get('loadavg_at_start')}, at end {m.get('loadavg_at_end')}"
         + ("  (busy machine: times are inflated)" if max((m.get('loadavg_at_start') or [0])[0],
                                                           (m.get('loadavg_at_end') or [0])[0]) > (m.get('cores') or 1) else ""),
+        *([f"each contender: its median of {result['rounds']} interleaved rounds (all rounds' totals in the note)"]
+          if result.get("rounds", 1) > 1 else []),
         "",
         f"{'contender':<16} {'stage':<10} {'wall s':>9} {'rows/s':>12} {'peak RSS MiB':>13}  note",
         "-" * 100,
@@ -140,6 +142,8 @@ def table(result: dict) -> str:
             ck = r["check"]
             note = ("daily_metrics matches the SQL reference" if ck.get("ok")
                     else f"daily_metrics differs from the SQL reference: {ck}")[:160]
+        if r.get("rounds_wall_s"):
+            note = f"rounds {' / '.join(_fmt(w) for w in r['rounds_wall_s'])}; {note}"
         lines.append(f"{name:<16} {'total' if r.get('stages') else '':<10} {_fmt(r['wall_s']):>9} "
                      f"{_fmt_rate(r.get('rows_per_s')):>12} {_fmt(r.get('max_rss_mib'), '.1f'):>13}  {note}")
     lines += ["", "targets (informative, never asserted):"]

@@ -405,6 +405,9 @@ def parse_args(argv=None):
     ap.add_argument("--cap-dlt", type=int, default=0,
                     help="the same for dlt (default 0: never; it moves 10 M rows in well under 10 minutes)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per contender process")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the contenders this many times, interleaved, and report each one's median round "
+                         "(a shared machine drifts: 3 rounds make the ratios trustworthy; default 1)")
     ap.add_argument("--results-dir", default=str(BENCH / "results"))
     ap.add_argument("--pipeline-bin", default=str(REPO / ".venv" / "bin"))
     ap.add_argument("--stages", default=",".join(STAGES),
@@ -424,6 +427,18 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+def _median_round(runs: list[dict]) -> dict:
+    """The round whose wall time is the median (a failed round wins: a failure must show), with every
+    round's wall time beside it."""
+    failed = [r for r in runs if r.get("status") != "ok"]
+    if failed or len(runs) == 1:
+        return failed[0] if failed else runs[0]
+    ordered = sorted(runs, key=lambda r: r["wall_s"])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["rounds_wall_s"] = [r["wall_s"] for r in runs]
+    return chosen
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
     only = [c for c in a.only.split(",") if c] or list(ALL_CONTENDERS)
@@ -440,7 +455,7 @@ def main(argv=None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     for old in sorted(p for p in run_dir.parent.iterdir() if p.is_dir())[:-KEEP_WORK_DIRS]:
         shutil.rmtree(old, ignore_errors=True)  # logs of older runs
-    result = {"timestamp": stamp, "size": a.size, "date": a.date.isoformat(), "seed": a.seed,
+    result = {"timestamp": stamp, "size": a.size, "date": a.date.isoformat(), "seed": a.seed, "rounds": a.rounds,
               "caps": {"seed-style": a.cap_seed_style, "dlt": a.cap_dlt}, "machine": machine_info(), "contenders": {}, "logs": str(run_dir)}
     log(f"N={a.size:,} day={a.date} cores={result['machine']['cores']} contenders={','.join(chosen)}")
 
@@ -482,31 +497,37 @@ def main(argv=None) -> int:
         runners = {"ceiling": bench.ceiling, "pipeline": bench.pipeline, "seed-style": bench.seed_style,
                    **{name: (lambda n=name: bench.dlt(n)) for name in DLT_VARIANTS},
                    "pipeline-docker": bench.pipeline_docker}
-        for c in chosen:
-            venv_name = "seed-style" if c == "seed-style" else "dlt" if c.startswith("dlt-") else None
-            if venv_name and "error" in bench.venv_info.get(venv_name, {}):
-                result["contenders"][c] = {"status": "failed", "error": "venv: " + bench.venv_info[venv_name]["error"]}
-                failed = True
-                continue
-            log(f"running {c}")
-            log_mark = server_log_offset(server)
-            try:
-                r = runners[c]()
-            except Exception as e:  # noqa: BLE001 - one contender's failure must not hide the others
-                partial = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], dict) else {}
-                r = {"status": "failed", "error": str(e.args[0] if e.args else e)[:4000], **partial}
-                failed = True
-            slow = slow_statements(server, log_mark)
-            if slow:
-                r["slow_statements"] = slow
-            result["contenders"][c] = r
-            if a.profile and c == "pipeline":
-                for st in slow:
-                    print(f"  server {st['ms']:9.0f} ms  {st['db']}: {st['statement'][:140]}", file=sys.stderr)
-            if r.get("status") == "ok":
-                log(f"  {c}: {r['wall_s']:.2f}s" + (" (scaled)" if r.get("capped") else ""))
-            else:
-                log(f"  {c}: {r['status']}: {r.get('error') or r.get('note')}")
+        rounds: dict[str, list[dict]] = {c: [] for c in chosen}
+        for round_no in range(1, a.rounds + 1):
+            if a.rounds > 1:
+                log(f"round {round_no} of {a.rounds}")
+            for c in chosen:
+                venv_name = "seed-style" if c == "seed-style" else "dlt" if c.startswith("dlt-") else None
+                if venv_name and "error" in bench.venv_info.get(venv_name, {}):
+                    rounds[c].append({"status": "failed", "error": "venv: " + bench.venv_info[venv_name]["error"]})
+                    failed = True
+                    continue
+                log(f"running {c}")
+                log_mark = server_log_offset(server)
+                try:
+                    r = runners[c]()
+                except Exception as e:  # noqa: BLE001 - one contender's failure must not hide the others
+                    partial = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], dict) else {}
+                    r = {"status": "failed", "error": str(e.args[0] if e.args else e)[:4000], **partial}
+                    failed = True
+                slow = slow_statements(server, log_mark)
+                if slow:
+                    r["slow_statements"] = slow
+                rounds[c].append(r)
+                if a.profile and c == "pipeline":
+                    for st in slow:
+                        print(f"  server {st['ms']:9.0f} ms  {st['db']}: {st['statement'][:140]}", file=sys.stderr)
+                if r.get("status") == "ok":
+                    log(f"  {c}: {r['wall_s']:.2f}s" + (" (scaled)" if r.get("capped") else ""))
+                else:
+                    log(f"  {c}: {r['status']}: {r.get('error') or r.get('note')}")
+        for c, runs in rounds.items():
+            result["contenders"][c] = _median_round(runs)
     pool.shutdown()
 
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
