@@ -141,3 +141,7 @@ def test_small_driver_batches_still_make_large_row_groups(postgres_server, tmp_p
     metadata = pq.ParquetFile(part).metadata
     assert metadata.num_rows == manifest["rows_out"] > 1000
     assert metadata.num_row_groups == 1  # fewer rows than one row group: they are written together
+    encodings = {metadata.row_group(0).column(i).path_in_schema: metadata.row_group(0).column(i).encodings
+                 for i in range(metadata.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["metric_type"]  # dictionaries where values repeat, not on ids
+    assert "RLE_DICTIONARY" not in encodings["reading_id"]

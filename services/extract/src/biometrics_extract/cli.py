@@ -36,7 +36,7 @@ def readings(run: StageRun):
         counts[DATABASE_SOURCE] = database.stage_day(engine, run.day, batch_size, out,
                                                      settings.get_int("BIOMETRICS_EXTRACT_CONNECTIONS"))
         for index, vf in enumerate(vendor_files):
-            pq.write_table(vf.table, out / f"part-vendor-{vf.vendor}-{index:04d}.parquet", compression="zstd")
+            pq.write_table(vf.table, out / f"part-vendor-{vf.vendor}-{index:04d}.parquet", **database.WRITE_OPTIONS)
             counts[vf.vendor] = counts.get(vf.vendor, 0) + vf.table.num_rows
         run.staging.publish(out, EXTRACT_READINGS)
     engine.dispose()

@@ -33,6 +33,10 @@ _SOURCE = pa.scalar(DATABASE_SOURCE, pa.string())
 # Parquet row groups of at least this many rows: the driver's batches are small (bounded memory),
 # and a row group per batch would cost the writer and every reader of the file (about 1.3 x here)
 ROW_GROUP_ROWS = 262_144
+# Parquet options of every staged readings file. Dictionaries only where values repeat: on ids,
+# times and values the writer would build one, overflow it and fall back, which costs about
+# 15 % of the write and makes the file larger, not smaller.
+WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": ["source", "device_id", "metric_type", "unit"]}
 
 
 def _with_source(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -65,7 +69,7 @@ def stage_day(engine: Engine, day: dt.date, batch_size: int, out_dir: Path, conn
 def _write(path: Path, batches: Iterator[pa.RecordBatch], batch_size: int) -> int:
     rows, pending, pending_rows = 0, [], 0
     group = max(batch_size, ROW_GROUP_ROWS)
-    with pq.ParquetWriter(path, READINGS, compression="zstd") as writer:
+    with pq.ParquetWriter(path, READINGS, **WRITE_OPTIONS) as writer:
         for batch in batches:
             pending.append(batch)
             pending_rows += batch.num_rows
