@@ -57,7 +57,7 @@ def _batches(dataset: ds.Dataset, batch_size: int) -> Iterator[pa.RecordBatch]:
 
 
 def load_day(engine: sa.Engine, day: dt.date, data: DayData, batch_size: int, own: RunManifest,
-             finish, maintenance_work_mem: str = "1GB") -> LoadCounts:
+             finish, maintenance_work_mem: str) -> LoadCounts:
     if db.is_postgres(engine):
         return _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_mem)
     if engine.dialect.name == "sqlite":

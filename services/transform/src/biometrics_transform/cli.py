@@ -83,8 +83,8 @@ def readings(run: StageRun):
     run.manifest.rows_out = clean
     for reason, count in sorted(counts.items()):
         run.manifest.reject(reason, count)
-    run.manifest.outputs = [run.staging.uri(rel) for rel in (schemas.TRANSFORM_READINGS, schemas.TRANSFORM_DAILY_METRICS,
-                                                            schemas.TRANSFORM_DEAD_LETTERS)]
+    listed = (schemas.TRANSFORM_READINGS, schemas.TRANSFORM_DAILY_METRICS, schemas.TRANSFORM_DEAD_LETTERS)
+    run.manifest.outputs = [run.staging.uri(rel) for rel in listed]
     run.manifest.details = {"daily_metrics_rows": groups}
     log.info("transformed %d rows: %d clean, %d rejected %s", rows_in, clean, run.manifest.rejected_total,
              run.manifest.rows_rejected)

@@ -164,12 +164,13 @@ _MISMATCHES = {  # mismatch kind -> SQL true when the group is fine (a NULL coun
 _GROUP_FLAGS = ("missing", "extra", *_MISMATCHES)
 
 
-def _judged_groups(conn: sa.Connection) -> str:
+def _judged_groups(conn: sa.Connection) -> tuple[str, dict]:
     """``WITH … judged``: every (user_id, metric_type) group of the day from either side, the readings'
     count, min, max, sum and non-canonical units beside daily_metrics' figures, and a 0/1 flag per
     kind of disagreement. One scan of the readings; one FULL JOIN finds the groups missing on either
-    side in the same pass (an anti-join would probe the index per group)."""
-    catalogue, _ = _catalogue_cte()
+    side in the same pass (an anti-join would probe the index per group). Returns the SQL and the
+    catalogue's parameters it needs."""
+    catalogue, params = _catalogue_cte()
     flags = ",\n".join(f"CASE WHEN r.user_id IS NULL OR d.user_id IS NULL OR ({ok}) THEN 0 ELSE 1 END "
                        f"AS bad_{kind}" for kind, ok in _MISMATCHES.items())
     if conn.dialect.name == "sqlite":
@@ -198,7 +199,7 @@ def _judged_groups(conn: sa.Connection) -> str:
                    CASE WHEN r.user_id IS NULL THEN 1 ELSE 0 END AS bad_extra,
                    {flags}
             FROM r FULL OUTER JOIN {pairing}
-        )"""
+        )""", params
 
 
 @dataclass
@@ -214,9 +215,9 @@ class DayProfile:
 
 def day_profile(conn: sa.Connection, day: dt.date) -> DayProfile:
     started = time.monotonic()
-    _, params = _catalogue_cte()
+    judged, params = _judged_groups(conn)
     sums = ", ".join(f"sum(j.bad_{k}) AS {k}" for k in _GROUP_FLAGS)
-    rows = _rows(conn, _judged_groups(conn) + f"""
+    rows = _rows(conn, judged + f"""
         SELECT j.metric_type, count(j.n) AS groups, sum(j.n) AS readings, sum(j.n - j.valued) AS null_values,
                sum(j.other_unit) AS other_unit,
                max(CASE WHEN c.metric_type IS NULL THEN 0 ELSE 1 END) AS known,
@@ -236,6 +237,7 @@ def day_profile(conn: sa.Connection, day: dt.date) -> DayProfile:
 
 # -- values in range -------------------------------------------------------------------------------
 _RANGE_KINDS = ("unknown_metric_type", "non_canonical_unit", "out_of_range")
+_IN_RANGE = "every value has a known metric, its canonical unit and lies within the catalogue range"
 
 
 def _suspect(metric: dict) -> bool:
@@ -252,8 +254,7 @@ def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
     profile = ctx.profile(conn)
     if not any(_suspect(m) for m in profile.by_metric.values()):
         figures = {"readings": profile.readings, **{k: 0 for k in _RANGE_KINDS}, "by_metric": {}}
-        return CheckResult("values_in_range", True, "every value has a known metric, its canonical unit and "
-                                                    "lies within the catalogue range", figures)
+        return CheckResult("values_in_range", True, _IN_RANGE, figures)
     cte, params = _catalogue_cte()
     # NaN fails the range test too: PostgreSQL orders NaN above every number
     rows = _rows(conn, f"""
@@ -274,8 +275,7 @@ def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
     figures = {"readings": sum(_int(r["readings"]) for r in rows), **totals,
                "by_metric": dict(sorted(offending.items())[:20])}
     if not offending:
-        return CheckResult("values_in_range", True, "every value has a known metric, its canonical unit and "
-                                                    "lies within the catalogue range", figures)
+        return CheckResult("values_in_range", True, _IN_RANGE, figures)
     listed = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in totals.items() if n)
     return CheckResult("values_in_range", False, f"{listed} (metrics: {', '.join(sorted(offending)[:10])})", figures)
 
@@ -302,11 +302,11 @@ def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
         return CheckResult("daily_metrics_consistency", True,
                            f"{figures['reading_groups']} groups match the readings' count, min, max, sum and average",
                            figures)
-    _, params = _catalogue_cte()
+    judged, params = _judged_groups(conn)
     condition = " OR ".join(f"bad_{k} = 1" for k in _GROUP_FLAGS)
     figures["examples"] = [_plain(r) for r in _rows(
-        conn, _judged_groups(conn) + f" SELECT {_EXAMPLE_COLUMNS} FROM judged WHERE {condition} "
-                                     f"ORDER BY user_id, metric_type LIMIT {EXAMPLES}", day=ctx.day, **params)]
+        conn, judged + f" SELECT {_EXAMPLE_COLUMNS} FROM judged WHERE {condition} "
+                       f"ORDER BY user_id, metric_type LIMIT {EXAMPLES}", day=ctx.day, **params)]
     listed = ", ".join(f"{k}: {n}" for k, n in problems.items())
     return CheckResult("daily_metrics_consistency", False, f"daily_metrics disagree with biometric_readings ({listed})",
                        figures)
