@@ -26,7 +26,7 @@ from biometrics_core import db, runlog, schemas, warehouse
 from biometrics_core.errors import ConfigError
 from biometrics_core.manifest import RunManifest
 
-from .copy import binary_chunks, copy_sql, csv_chunks
+from .copy import binary_chunks, copy_sql
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,11 @@ def load_day(engine: sa.Engine, day: dt.date, data: DayData, batch_size: int, ow
 
 
 def _copy(conn: sa.Connection, table: str, columns: list[str], dataset: ds.Dataset, batch_size: int,
-          binary: bool = False, freeze: bool = False) -> int:
+          freeze: bool = False) -> int:
     counter = [0]
     started = time.monotonic()
-    if binary:
-        chunks = binary_chunks(_batches(dataset, batch_size), dataset.schema, columns, counter)
-        db.copy_in(conn, copy_sql(table, columns, "binary", freeze), chunks)
-    else:
-        db.copy_in(conn, copy_sql(table, columns), csv_chunks(_batches(dataset, batch_size), columns, counter))
+    chunks = binary_chunks(_batches(dataset, batch_size), dataset.schema, columns, counter)
+    db.copy_in(conn, copy_sql(table, columns, freeze), chunks)
     log.info("copied %d rows into %s in %.2f s", counter[0], table, time.monotonic() - started)
     return counter[0]
 
@@ -103,7 +100,7 @@ def _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_
             try:
                 _timed(conn, f"DELETE FROM {warehouse.DAILY_METRICS_TABLE} WHERE date = :d", {"d": day})
                 counts.daily_metrics = _copy(conn, warehouse.DAILY_METRICS_TABLE, METRIC_COLUMNS,
-                                             data.daily_metrics, batch_size, binary=True)
+                                             data.daily_metrics, batch_size)
                 _delete_dead_letters(conn, day)
                 counts.dead_letters = _copy(conn, warehouse.DEAD_LETTERS_TABLE, DEAD_LETTER_COLUMNS,
                                             data.dead_letters, batch_size)
@@ -133,7 +130,7 @@ def _build_readings(engine: sa.Engine, day: dt.date, building: str, readings: ds
         log.info("copying readings into %s", building)
         # FREEZE: the table is new in this transaction, so its rows can be written frozen and visible to
         # all; validate's scans and the first vacuum then rewrite no page to set hint bits
-        rows = _copy(conn, building, READING_COLUMNS, readings, batch_size, binary=True, freeze=True)
+        rows = _copy(conn, building, READING_COLUMNS, readings, batch_size, freeze=True)
         _timed(conn, f"ALTER TABLE {building} ADD PRIMARY KEY (reading_id, source, date)")
         _timed(conn, f"CREATE UNIQUE INDEX {building}_natural_key ON {building} "
                f"(user_id, created_at, device_id, metric_type, date)")
