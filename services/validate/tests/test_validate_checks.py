@@ -172,14 +172,19 @@ def test_the_warehouse_refuses_a_duplicate_natural_key(loaded):
 
 
 # -- volume ----------------------------------------------------------------------------------------
-def _history(loaded, every: int, days: int = 7) -> None:
-    """Copy every ``every``-th clean reading of the day into each of the previous ``days`` days."""
+def _history(loaded, every: int, days: int = 7, readings: bool = True) -> None:
+    """Copy every ``every``-th clean reading of the day into each of the previous ``days`` days,
+    with those days' daily metrics (without the readings themselves when ``readings`` is false)."""
     for back in range(1, days + 1):
         previous = DAY - dt.timedelta(days=back)
         loaded.add_partition(previous)
-        loaded.execute(f"INSERT INTO biometric_readings ({COLUMNS}) SELECT :p, source, reading_id, user_id, "
-                       "device_id, metric_type, value, unit, created_at, ingested_at FROM biometric_readings "
-                       f"WHERE date = :d AND reading_id % {every} = 0", p=previous, d=DAY)
+        picked = f"FROM biometric_readings WHERE date = :d AND reading_id % {every} = 0"
+        if readings:
+            loaded.execute(f"INSERT INTO biometric_readings ({COLUMNS}) SELECT :p, source, reading_id, user_id, "
+                           f"device_id, metric_type, value, unit, created_at, ingested_at {picked}", p=previous, d=DAY)
+        loaded.execute("INSERT INTO daily_metrics (date, user_id, metric_type, value, min_value, max_value, sum_value, "
+                       "sample_count) SELECT :p, user_id, metric_type, avg(value), min(value), max(value), sum(value), "
+                       f"count(*) {picked} GROUP BY user_id, metric_type", p=previous, d=DAY)
 
 
 def test_volume_spike_against_trailing_days_fails(loaded):
@@ -195,6 +200,16 @@ def test_volume_spike_against_trailing_days_fails(loaded):
 
     # the bounds are settings
     assert loaded.validate(env={"BIOMETRICS_VOLUME_MAX_RATIO": "4"}).exit_code == 0
+
+
+def test_volume_counts_the_trailing_days_from_their_daily_metrics(loaded):
+    # a week of readings is not read again every day: the trailing days' sample counts stand for them
+    _history(loaded, every=3, days=2, readings=False)
+
+    figures = loaded.validate().checks["volume"]["figures"]
+
+    assert len(figures["history"]) == 2
+    assert 2.5 < figures["ratio"] < 3.5
 
 
 def test_volume_like_the_trailing_days_passes(loaded):

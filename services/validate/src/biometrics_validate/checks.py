@@ -379,11 +379,15 @@ def uniqueness(conn: sa.Connection, ctx: Context) -> CheckResult:
 
 # -- volume ----------------------------------------------------------------------------------------
 def volume(conn: sa.Connection, ctx: Context) -> CheckResult:
-    """Clean rows of the day against the mean of the trailing days that have data."""
+    """Clean rows of the day against the mean of the trailing days that have data.
+
+    The trailing days' rows are summed from their daily_metrics' sample counts, not counted in
+    their readings: one row per (user, metric) instead of a week of readings read every day, and
+    each day's own validate proved its sample counts equal to its readings."""
     since = ctx.day - dt.timedelta(days=VOLUME_HISTORY_DAYS)
     history = {str(r["date"]): _int(r["n"]) for r in _rows(
-        conn, f"SELECT date, count(*) AS n FROM {READINGS_TABLE} WHERE date >= :since AND date < :day "
-              "GROUP BY date ORDER BY date", since=since, day=ctx.day)}
+        conn, f"SELECT date, sum(sample_count) AS n FROM {DAILY_METRICS_TABLE} WHERE date >= :since AND date < :day "
+              "GROUP BY date HAVING sum(sample_count) > 0 ORDER BY date", since=since, day=ctx.day)}
     today = ctx.facts.clean
     figures = {"rows": today, "history": history, "min_ratio": ctx.min_ratio, "max_ratio": ctx.max_ratio}
     if not history:
