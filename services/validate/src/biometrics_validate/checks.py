@@ -181,16 +181,11 @@ def _judged_groups(conn: sa.Connection) -> tuple[str, dict]:
     else:
         pairing = "d ON d.user_id = r.user_id AND d.metric_type = r.metric_type"
     return f"""
-        WITH {catalogue}, rs AS (
-            -- per source too, so the same scan gives the clean rows of each source (reconciliation)
-            SELECT source, user_id, metric_type, count(*) AS n, count(value) AS valued, min(value) AS lo,
-                   max(value) AS hi, sum(value) AS total,
+        WITH {catalogue}, r AS (
+            SELECT user_id, metric_type, count(*) AS n, count(value) AS valued, min(value) AS lo, max(value) AS hi,
+                   sum(value) AS total,
                    sum(CASE WHEN unit = {_canonical_unit_expr()} THEN 0 ELSE 1 END) AS other_unit
-            FROM {READINGS_TABLE} WHERE date = :day GROUP BY source, user_id, metric_type
-        ), r AS (
-            SELECT user_id, metric_type, CAST(sum(n) AS BIGINT) AS n, CAST(sum(valued) AS BIGINT) AS valued,
-                   min(lo) AS lo, max(hi) AS hi, sum(total) AS total, CAST(sum(other_unit) AS BIGINT) AS other_unit
-            FROM rs GROUP BY user_id, metric_type
+            FROM {READINGS_TABLE} WHERE date = :day GROUP BY user_id, metric_type
         ), d AS (
             SELECT user_id, metric_type, sample_count, min_value, max_value, sum_value, value
             FROM {DAILY_METRICS_TABLE} WHERE date = :day
@@ -209,51 +204,35 @@ def _judged_groups(conn: sa.Connection) -> tuple[str, dict]:
 
 @dataclass
 class DayProfile:
-    """The day's readings per metric type (from their groups), the groups' agreement with
-    daily_metrics, and the readings of each source."""
+    """The day's readings per metric type (from their groups) and the groups' agreement with daily_metrics."""
     by_metric: dict[str, dict]
     consistency: dict[str, int]
-    clean_by_source: dict[str, int]
 
     @property
     def readings(self) -> int:
         return sum(m["readings"] for m in self.by_metric.values())
 
 
-_METRIC_FIGURES = {  # figure -> its SQL over the judged groups of one metric type
-    "groups": "count(j.n)",
-    "readings": "sum(j.n)",
-    "null_values": "sum(j.n - j.valued)",
-    "other_unit": "sum(j.other_unit)",
-    "known": "max(CASE WHEN c.metric_type IS NULL THEN 0 ELSE 1 END)",
-    # NaN fails too: PostgreSQL orders NaN above every number
-    "groups_out_of_range": "sum(CASE WHEN c.metric_type IS NOT NULL AND j.n IS NOT NULL "
-                           "AND NOT (j.lo >= c.low AND j.hi <= c.high) THEN 1 ELSE 0 END)",
-    **{k: f"sum(j.bad_{k})" for k in _GROUP_FLAGS},
-}
-
-
 def day_profile(conn: sa.Connection, day: dt.date) -> DayProfile:
-    """One statement, one scan of the day's readings: a row per metric type, then a row per source
-    (``source`` set, only ``readings`` filled)."""
     started = time.monotonic()
     judged, params = _judged_groups(conn)
-    per_metric = ", ".join(f"{sql} AS {name}" for name, sql in _METRIC_FIGURES.items())
-    per_source = ", ".join(f"{'sum(n)' if name == 'readings' else 'NULL'} AS {name}" for name in _METRIC_FIGURES)
+    sums = ", ".join(f"sum(j.bad_{k}) AS {k}" for k in _GROUP_FLAGS)
     rows = _rows(conn, judged + f"""
-        SELECT j.metric_type, NULL AS source, {per_metric}
+        SELECT j.metric_type, count(j.n) AS groups, sum(j.n) AS readings, sum(j.n - j.valued) AS null_values,
+               sum(j.other_unit) AS other_unit,
+               max(CASE WHEN c.metric_type IS NULL THEN 0 ELSE 1 END) AS known,
+               -- NaN fails too: PostgreSQL orders NaN above every number
+               sum(CASE WHEN c.metric_type IS NOT NULL AND j.n IS NOT NULL
+                             AND NOT (j.lo >= c.low AND j.hi <= c.high) THEN 1 ELSE 0 END) AS groups_out_of_range,
+               {sums}
         FROM judged j LEFT JOIN catalogue c ON c.metric_type = j.metric_type
-        GROUP BY j.metric_type
-        UNION ALL
-        SELECT NULL, source, {per_source} FROM rs GROUP BY source""", day=day, **params)
+        GROUP BY j.metric_type""", day=day, **params)
     by_metric = {r["metric_type"]: {k: _int(r[k]) for k in ("groups", "readings", "null_values", "other_unit",
-                                                           "known", "groups_out_of_range")}
-                 for r in rows if r["source"] is None}
+                                                           "known", "groups_out_of_range")} for r in rows}
     consistency = {k: sum(_int(r[k]) for r in rows) for k in _GROUP_FLAGS}
     consistency["groups"] = sum(m["groups"] for m in by_metric.values())
-    clean_by_source = {r["source"]: _int(r["readings"]) for r in rows if r["source"] is not None}
     log.info("aggregated the day's readings: %d groups in %.1f s", consistency["groups"], time.monotonic() - started)
-    return DayProfile(by_metric, consistency, clean_by_source)
+    return DayProfile(by_metric, consistency)
 
 
 # -- values in range -------------------------------------------------------------------------------

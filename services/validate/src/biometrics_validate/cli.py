@@ -46,11 +46,11 @@ def readings(run: StageRun):
             counting = pool.submit(_count_database_rows, source_engine, run)
             day.require_schema(engine)
             with day.snapshot(engine) as conn:
-                profile = checks.day_profile(conn, run.day)  # quick when nothing is loaded
-                facts = day.facts(conn, run.day, profile.clean_by_source)
+                facts = day.facts(conn, run.day)
                 if not facts.loaded:
                     raise InputError(f"nothing is loaded for {run.day} in the warehouse ({db.safe_url(engine.url)}): "
                                      f"run biometrics-load readings --date {run.day} first")
+                profile = checks.day_profile(conn, run.day)
                 source_rows = source.source_rows(counting.result(), extracted)
                 ctx = checks.Context(run.day, facts, source_rows, extracted, min_ratio, max_ratio, profile)
                 results = checks.run_all(conn, ctx)

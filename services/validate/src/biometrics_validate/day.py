@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from biometrics_core import db
 from biometrics_core.errors import ConfigError
-from biometrics_core.warehouse import DEAD_LETTERS_TABLE, RUNS_TABLE, TABLES
+from biometrics_core.warehouse import DEAD_LETTERS_TABLE, READINGS_TABLE, RUNS_TABLE, TABLES
 
 # the stages whose dead letters account for source rows (load replaces exactly these per day)
 PIPELINE_STAGES = ("extract", "transform")
@@ -73,10 +73,11 @@ class DayFacts:
         return self.load_recorded or bool(self.clean or self.rejected)
 
 
-def facts(conn: sa.Connection, day: dt.date, clean_by_source: dict[str, int]) -> DayFacts:
-    """The day's dead letters and load run, beside its clean rows per source (counted by the day's
-    profile, which scans the readings anyway)."""
-    out = DayFacts(clean_by_source=dict(clean_by_source))
+def facts(conn: sa.Connection, day: dt.date) -> DayFacts:
+    out = DayFacts()
+    rows = conn.execute(query(f"SELECT source, count(*) FROM {READINGS_TABLE} WHERE date = :day GROUP BY source"),
+                        {"day": day})
+    out.clean_by_source = {source: int(n) for source, n in rows}
     rows = conn.execute(
         query(f"SELECT source, reason, count(*) FROM {DEAD_LETTERS_TABLE} WHERE date = :day AND stage IN :stages "
               "GROUP BY source, reason").bindparams(sa.bindparam("stages", expanding=True)),
