@@ -87,6 +87,17 @@ def test_missing_settings_exit_2(loaded):
     assert "BIOMETRICS_VOLUME_MIN_RATIO" in outcome.error_line
 
 
+@pytest.mark.parametrize("loaded", ["postgresql"], indirect=True)  # SQLite has no work_mem
+def test_the_aggregates_memory_is_a_setting_and_a_bad_value_exits_2(loaded):
+    # the server is asked for it: a value it refuses is a configuration error naming the setting
+    outcome = loaded.validate(env={"BIOMETRICS_VALIDATE_WORK_MEM": "lots"})
+    assert outcome.exit_code == 2
+    assert outcome.error_line.startswith("biometrics-validate: error: BIOMETRICS_VALIDATE_WORK_MEM='lots' is not a "
+                                         "PostgreSQL memory size")
+
+    assert loaded.validate(env={"BIOMETRICS_VALIDATE_WORK_MEM": "64kB"}).exit_code == 0  # spills, same verdict
+
+
 def test_missing_or_foreign_extract_manifest_exits_2(loaded):
     manifest_file = loaded.staging / "manifests" / "extract-readings.json"
     manifest = json.loads(manifest_file.read_text())

@@ -68,6 +68,19 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def set_local_memory(conn: sa.Connection, parameter: str, value: str, variable: str) -> None:
+    """``SET LOCAL`` a PostgreSQL memory parameter (``work_mem``, ``maintenance_work_mem``) from the
+    setting ``variable``. A value the server refuses is a ConfigError naming the setting, and the
+    transaction stays usable (the attempt runs in a savepoint)."""
+    with conn.begin_nested():
+        try:
+            conn.execute(sa.text("SELECT set_config(:parameter, :value, true)"), {"parameter": parameter, "value": value})
+        except DBAPIError as exc:
+            reason = str(getattr(exc.orig, "diag", None) and exc.orig.diag.message_primary or "").strip()
+            raise ConfigError(f"{variable}={value!r} is not a PostgreSQL memory size (such as 256MB or 1GB): "
+                              f"{reason}") from None
+
+
 def libpq_env(url: str | URL) -> dict[str, str]:
     """PG* environment variables for client tools (pg_dump): keeps the password out of argv."""
     parsed = make_url(url) if isinstance(url, str) else url

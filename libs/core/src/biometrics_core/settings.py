@@ -30,6 +30,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BIOMETRICS_MEMORY_LIMIT", "512MB", "Memory budget of the transform engine (DuckDB)."),
     Setting("BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM", "1GB", "Load: PostgreSQL `maintenance_work_mem` of the session "
             "that builds the day's indexes (the sort stays in memory up to this size)."),
+    Setting("BIOMETRICS_VALIDATE_WORK_MEM", "256MB", "Validate: PostgreSQL `work_mem` of its read-only snapshot "
+            "(the day's (user_id, metric_type) aggregate of ~300 k groups stays in memory; 4MB, the server "
+            "default, makes it spill to disk)."),
     Setting("BIOMETRICS_THREADS", None, "Threads of the transform engine; default all cores."),
     Setting("BIOMETRICS_RETENTION_DAYS", "90", "Default `--retention-days` of `biometrics-backup purge`."),
     Setting("BIOMETRICS_VOLUME_MIN_RATIO", "0.5", "Validate: lowest accepted day volume / trailing 7-day mean."),

@@ -124,7 +124,7 @@ def _build_readings(engine: sa.Engine, day: dt.date, building: str, readings: ds
     with engine.begin() as conn:
         _timed(conn, "SET LOCAL TIME ZONE 'UTC'")
         # the index builds sort in memory when they can (a sort spilled to disk costs 2 x)
-        _set_maintenance_work_mem(conn, maintenance_work_mem)
+        db.set_local_memory(conn, "maintenance_work_mem", maintenance_work_mem, "BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM")
         _timed(conn, f"CREATE TABLE {building} (LIKE {warehouse.READINGS_TABLE} INCLUDING DEFAULTS, "
                f"CONSTRAINT {building}_day CHECK (date >= DATE '{day}' AND date < DATE '{next_day}'))")
         log.info("copying readings into %s", building)
@@ -180,16 +180,6 @@ def _abandon(engine: sa.Engine, built, building: str) -> None:
     except sa.exc.SQLAlchemyError as exc:
         log.warning("could not drop %s after the failed load (%s): the next load of the day will", building,
                     type(exc).__name__)
-
-
-def _set_maintenance_work_mem(conn: sa.Connection, value: str) -> None:
-    with conn.begin_nested():  # a refused value must not abort the day's transaction before it starts
-        try:
-            _timed(conn, "SELECT set_config('maintenance_work_mem', :mem, true)", {"mem": value})
-        except sa.exc.DBAPIError as exc:
-            reason = str(getattr(exc.orig, "diag", None) and exc.orig.diag.message_primary or "").strip()
-            raise ConfigError(f"BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM={value!r} is not a PostgreSQL memory size "
-                              f"(such as 512MB or 1GB): {reason}") from None
 
 
 def _stages(sql: str) -> sa.TextClause:

@@ -46,6 +46,9 @@ def readings(run: StageRun):
             counting = pool.submit(_count_database_rows, source_engine, run)
             day.require_schema(engine)
             with day.snapshot(engine) as conn:
+                if db.is_postgres(engine):
+                    db.set_local_memory(conn, "work_mem", settings.get("BIOMETRICS_VALIDATE_WORK_MEM"),
+                                        "BIOMETRICS_VALIDATE_WORK_MEM")
                 facts = day.facts(conn, run.day)
                 if not facts.loaded:
                     raise InputError(f"nothing is loaded for {run.day} in the warehouse ({db.safe_url(engine.url)}): "
