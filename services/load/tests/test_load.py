@@ -113,6 +113,18 @@ def test_postgres_days_are_partitions(postgres_server, tmp_path):
 
 
 @pytest.mark.postgres
+def test_postgres_stores_the_same_instants_whatever_the_sessions_time_zone(postgres_server, tmp_path):
+    # binary COPY sends instants, not text a session time zone could shift: a load whose session
+    # runs at UTC+13:45 stores exactly what a UTC session stores
+    src = postgres_server.create_database("load_tz_src")
+    utc, far = postgres_server.create_database("load_tz_utc"), postgres_server.create_database("load_tz_far")
+    env = _stage_day(DAY, (src, utc), tmp_path)
+    _load(DAY, tmp_path, env)
+    _load(DAY, tmp_path, {**env, "BIOMETRICS_WAREHOUSE_URL": far, "PGTZ": "Pacific/Chatham"})
+    assert snapshot(far, DAY) == snapshot(utc, DAY)
+
+
+@pytest.mark.postgres
 def test_postgres_rows_are_loaded_frozen_and_a_bad_sort_memory_setting_exits_2(postgres_server, tmp_path):
     urls = (postgres_server.create_database("load_frozen_src"), postgres_server.create_database("load_frozen_wh"))
     env = _stage_day(DAY, urls, tmp_path)

@@ -90,7 +90,6 @@ def _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_
     building = f"{partition}_{own.run_id[:10]}"
     with engine.begin() as conn:  # the day's transaction: readers see nothing of the load before its commit
         _timed(conn, "SET LOCAL lock_timeout = '5min'")
-        _timed(conn, "SET LOCAL TIME ZONE 'UTC'")  # COPY sends naive UTC timestamps
         # one load of a day at a time: a second one waits here, then replaces the first one's day
         _timed(conn, "SELECT pg_advisory_xact_lock(hashtext('biometrics_load'), :n)", {"n": day.toordinal()})
         _drop_leftovers(conn, partition)
@@ -122,7 +121,6 @@ def _build_readings(engine: sa.Engine, day: dt.date, building: str, readings: ds
     as it arrives, no scan after) and spares ATTACH its validation scan."""
     next_day = day + dt.timedelta(days=1)
     with engine.begin() as conn:
-        _timed(conn, "SET LOCAL TIME ZONE 'UTC'")
         # the index builds sort in memory when they can (a sort spilled to disk costs 2 x)
         db.set_local_memory(conn, "maintenance_work_mem", maintenance_work_mem, "BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM")
         _timed(conn, f"CREATE TABLE {building} (LIKE {warehouse.READINGS_TABLE} INCLUDING DEFAULTS, "
