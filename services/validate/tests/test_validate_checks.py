@@ -235,19 +235,21 @@ def _lax_warehouse() -> sa.Engine:
     return engine
 
 
-def _bare_context() -> checks.Context:
-    """What a check needs from the run when it is called alone on a hand-made warehouse."""
-    return checks.Context(DAY, DayFacts(), {}, {}, 0.5, 2.0)
+def _check_lax(check, *inserts: str) -> checks.CheckResult:
+    """One check, called alone on the lax warehouse after the given INSERT statements, with what it
+    needs from the run."""
+    with _lax_warehouse().begin() as conn:
+        for insert in inserts:
+            conn.execute(sa.text(insert))
+        return check(conn, checks.Context(DAY, DayFacts(), {}, {}, 0.5, 2.0))
 
 
 def test_null_keys_are_found_and_named():
-    engine = _lax_warehouse()
-    with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO biometric_readings VALUES ('2026-01-05', 'database', 1, 7, NULL, "
-                             "'heart_rate', 60, 'bpm', '2026-01-05 10:00:00'), (NULL, 'database', 2, 7, 'd', "
-                             "'heart_rate', 60, 'bpm', '2026-01-05 10:00:00')"))
-        conn.execute(sa.text("INSERT INTO daily_metrics (date, user_id, metric_type) VALUES ('2026-01-05', NULL, 'heart_rate')"))
-        result = checks.null_keys(conn, _bare_context())
+    result = _check_lax(checks.null_keys,
+                        "INSERT INTO biometric_readings VALUES ('2026-01-05', 'database', 1, 7, NULL, 'heart_rate', 60, "
+                        "'bpm', '2026-01-05 10:00:00'), (NULL, 'database', 2, 7, 'd', 'heart_rate', 60, 'bpm', "
+                        "'2026-01-05 10:00:00')",
+                        "INSERT INTO daily_metrics (date, user_id, metric_type) VALUES ('2026-01-05', NULL, 'heart_rate')")
 
     assert not result.passed
     bad = {k: n for k, n in result.figures["null_counts"].items() if n}
@@ -256,15 +258,13 @@ def test_null_keys_are_found_and_named():
 
 
 def test_out_of_catalogue_values_are_counted_one_by_one():
-    engine = _lax_warehouse()
-    with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO biometric_readings VALUES "
-                             "('2026-01-05', 'database', 1, 7, 'd', 'heart_rate', 60, 'bpm', '2026-01-05 10:00:00'), "
-                             "('2026-01-05', 'database', 2, 7, 'd', 'heart_rate', 900, 'bpm', '2026-01-05 10:01:00'), "
-                             "('2026-01-05', 'database', 3, 7, 'd', 'heart_rate', NULL, 'bpm', '2026-01-05 10:02:00'), "
-                             "('2026-01-05', 'database', 4, 7, 'd', 'mood', 3, 'stars', '2026-01-05 10:03:00'), "
-                             "('2026-01-05', 'database', 5, 8, 'd', 'spo2', 97, 'ratio', '2026-01-05 10:04:00')"))
-        result = checks.values_in_range(conn, _bare_context())
+    result = _check_lax(checks.values_in_range,
+                        "INSERT INTO biometric_readings VALUES "
+                        "('2026-01-05', 'database', 1, 7, 'd', 'heart_rate', 60, 'bpm', '2026-01-05 10:00:00'), "
+                        "('2026-01-05', 'database', 2, 7, 'd', 'heart_rate', 900, 'bpm', '2026-01-05 10:01:00'), "
+                        "('2026-01-05', 'database', 3, 7, 'd', 'heart_rate', NULL, 'bpm', '2026-01-05 10:02:00'), "
+                        "('2026-01-05', 'database', 4, 7, 'd', 'mood', 3, 'stars', '2026-01-05 10:03:00'), "
+                        "('2026-01-05', 'database', 5, 8, 'd', 'spo2', 97, 'ratio', '2026-01-05 10:04:00')")
 
     assert not result.passed
     assert result.figures["by_metric"] == {"heart_rate": {"out_of_range": 2}, "mood": {"unknown_metric_type": 1},
@@ -282,15 +282,13 @@ def test_not_null_columns_prove_their_keys(loaded):
 
 
 def test_duplicates_are_counted_where_no_primary_key_enforces_uniqueness():
-    engine = _lax_warehouse()
-    with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO biometric_readings VALUES "
-                             "('2026-01-05', 'acme', 1, 7, 'd1', 'heart_rate', 60, 'bpm', '2026-01-05 10:00:00'), "
-                             "('2026-01-05', 'acme', 1, 7, 'd1', 'spo2', 97, 'percent', '2026-01-05 10:00:00'), "
-                             "('2026-01-05', 'fitco', 1, 7, 'd2', 'spo2', 97, 'percent', '2026-01-05 10:00:00')"))
-        conn.execute(sa.text("INSERT INTO daily_metrics (date, user_id, metric_type) "
-                             "VALUES ('2026-01-05', 7, 'spo2'), ('2026-01-05', 7, 'spo2')"))
-        result = checks.uniqueness(conn, _bare_context())
+    result = _check_lax(checks.uniqueness,
+                        "INSERT INTO biometric_readings VALUES "
+                        "('2026-01-05', 'acme', 1, 7, 'd1', 'heart_rate', 60, 'bpm', '2026-01-05 10:00:00'), "
+                        "('2026-01-05', 'acme', 1, 7, 'd1', 'spo2', 97, 'percent', '2026-01-05 10:00:00'), "
+                        "('2026-01-05', 'fitco', 1, 7, 'd2', 'spo2', 97, 'percent', '2026-01-05 10:00:00')",
+                        "INSERT INTO daily_metrics (date, user_id, metric_type) "
+                        "VALUES ('2026-01-05', 7, 'spo2'), ('2026-01-05', 7, 'spo2')")
 
     assert not result.passed
     figures = result.figures
