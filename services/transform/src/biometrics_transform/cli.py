@@ -82,8 +82,8 @@ def readings(run: StageRun):
             (groups,) = con.execute(f"SELECT count(*) FROM {read[schemas.TRANSFORM_DAILY_METRICS]}").fetchone()
         finally:
             con.close()
-        for rel in OUTPUTS:
-            run.staging.publish(work / "out" / rel, rel)
+        for rel, path in written.items():
+            run.staging.publish(path.parent, rel)
     run.manifest.rows_in = rows_in
     run.manifest.rows_out = clean
     for reason, count in sorted(counts.items()):
