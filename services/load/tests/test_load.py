@@ -41,8 +41,8 @@ def test_migrate_is_idempotent(urls):
     env = {"BIOMETRICS_WAREHOUSE_URL": urls[1]}
     first = run_stage("load", "migrate", env=env).manifest
     second = run_stage("load", "migrate", env=env).manifest
-    assert first["details"]["revision_before"] is None and first["details"]["revision_after"] == "0001"
-    assert second["details"]["revision_before"] == second["details"]["revision_after"] == "0001"
+    assert first["details"]["revision_before"] is None and first["details"]["revision_after"] == "0002"
+    assert second["details"]["revision_before"] == second["details"]["revision_after"] == "0002"
     tables = set(sa.inspect(sa.create_engine(urls[1])).get_table_names())
     assert {"biometric_readings", "daily_metrics", "etl_dead_letters", "etl_runs", "alembic_version"} <= tables
 
@@ -110,6 +110,54 @@ def test_postgres_days_are_partitions(postgres_server, tmp_path):
                                       "conrelid = 'biometric_readings_p20260105'::regclass")).scalar()
     assert parts == [("biometric_readings_p20260105", "FOR VALUES FROM ('2026-01-05') TO ('2026-01-06')")]
     assert checks == 0
+    # the day's table was built with the warehouse's own indexes, so ATTACH adopted them and built none
+    assert _partition_indexes(engine, "biometric_readings_p20260105") == {
+        "biometric_readings_pkey": ["reading_id", "source", "date"],
+        "ux_biometric_readings_natural_key": ["created_at", "user_id", "device_id", "metric_type", "date"]}
+
+
+def _partition_indexes(engine, partition: str) -> dict[str, list[str]]:
+    """The partition's indexes as {the partitioned index each belongs to (or None): its columns}."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT h.inhparent::regclass::text, array_agg(a.attname ORDER BY k.n) "
+            "FROM pg_index i LEFT JOIN pg_inherits h ON h.inhrelid = i.indexrelid "
+            "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+            "WHERE i.indrelid = CAST(:p AS regclass) GROUP BY i.indexrelid, h.inhparent"), {"p": partition}).all()
+    assert len({parent for parent, _ in rows}) == len(rows), rows  # one index per parent, none without
+    return {parent: list(columns) for parent, columns in rows}
+
+
+@pytest.mark.postgres
+def test_migration_0002_reorders_the_natural_key_of_existing_days(postgres_server, tmp_path):
+    from alembic import command
+
+    from biometrics_load import schema
+
+    urls = (postgres_server.create_database("load_m2_src"), postgres_server.create_database("load_m2_wh"))
+    engine = sa.create_engine(urls[1])
+    config = schema._config()
+    with engine.begin() as conn:  # a warehouse of revision 0001 with a day in it
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(sa.text("CREATE TABLE biometric_readings_p20260104 PARTITION OF biometric_readings "
+                             "FOR VALUES FROM ('2026-01-04') TO ('2026-01-05')"))
+        conn.execute(sa.text("INSERT INTO biometric_readings VALUES ('2026-01-04', 'database', 1, 7, 'd', "
+                             "'heart_rate', 60, 'bpm', '2026-01-04 10:00Z', '2026-01-04 10:01Z')"))
+    assert _partition_indexes(engine, "biometric_readings_p20260104")["ux_biometric_readings_natural_key"][0] == "user_id"
+
+    migrated = run_stage("load", "migrate", env={"BIOMETRICS_WAREHOUSE_URL": urls[1]}).manifest
+    env = _stage_day(DAY, urls, tmp_path)
+    _load(DAY, tmp_path, env)
+
+    assert (migrated["details"]["revision_before"], migrated["details"]["revision_after"]) == ("0001", "0002")
+    for day in ("20260104", "20260105"):
+        assert _partition_indexes(engine, f"biometric_readings_p{day}")["ux_biometric_readings_natural_key"] == [
+            "created_at", "user_id", "device_id", "metric_type", "date"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM biometric_readings_p20260104")).scalar() == 1
+    engine.dispose()
 
 
 @pytest.mark.postgres

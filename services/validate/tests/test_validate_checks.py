@@ -307,4 +307,4 @@ def test_primary_keys_prove_their_uniqueness(loaded):
     figures = outcome.checks["uniqueness"]["figures"]
     assert figures["reading_id"]["enforced_by"] == "primary key (reading_id, source, date)"
     assert figures["daily_metrics_key"]["enforced_by"] == "primary key (date, user_id, metric_type)"
-    assert figures["natural_key"]["enforced_by"].startswith("unique index (user_id, created_at, device_id")
+    assert figures["natural_key"]["enforced_by"].startswith("unique index (created_at, user_id, device_id")

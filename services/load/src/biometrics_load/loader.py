@@ -34,6 +34,9 @@ READING_COLUMNS = [f.name for f in schemas.CLEAN_READINGS]
 METRIC_COLUMNS = [f.name for f in schemas.DAILY_METRICS]
 DEAD_LETTER_COLUMNS = [f.name for f in schemas.DEAD_LETTERS]
 PIPELINE_STAGES = ("extract", "transform")  # the stages whose dead letters a load replaces
+# the columns of the warehouse's unique index on the natural key (migration 0002), in its order:
+# the day's table gets the same index, which ATTACH PARTITION then adopts instead of building one
+NATURAL_KEY_INDEX = ("created_at", "user_id", "device_id", "metric_type", "date")
 
 
 @dataclasses.dataclass
@@ -130,8 +133,7 @@ def _build_readings(engine: sa.Engine, day: dt.date, building: str, readings: ds
         # all; validate's scans and the first vacuum then rewrite no page to set hint bits
         rows = _copy(conn, building, READING_COLUMNS, readings, batch_size, freeze=True)
         _timed(conn, f"ALTER TABLE {building} ADD PRIMARY KEY (reading_id, source, date)")
-        _timed(conn, f"CREATE UNIQUE INDEX {building}_natural_key ON {building} "
-               f"(user_id, created_at, device_id, metric_type, date)")
+        _timed(conn, f"CREATE UNIQUE INDEX {building}_natural_key ON {building} ({', '.join(NATURAL_KEY_INDEX)})")
         _timed(conn, f"ANALYZE {building}")
     return rows
 
