@@ -24,8 +24,11 @@ OUTPUTS = {
 
 
 # zstd at level 1, as the extract's Arrow writer uses it: DuckDB's default level 3 makes the
-# clean readings' file 2 % smaller for about 20 % more of the transform's writing time
-PARQUET_COMPRESSION = "COMPRESSION zstd, COMPRESSION_LEVEL 1"
+# clean readings' file 2 % smaller for about 20 % more of the transform's writing time.
+# Version 2 encodings (delta for ids and times, delta lengths for device ids): at 9.5 M clean rows
+# the write takes 2.9 s instead of 3.4, the file is 22 % smaller, and Arrow and DuckDB read it as
+# fast or faster.
+PARQUET_OPTIONS = "COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION V2"
 
 
 def _staged_files(run: StageRun) -> list[str]:
@@ -73,7 +76,7 @@ def readings(run: StageRun):
                 written[rel].parent.mkdir(parents=True)
                 sql = rules.render(query, run.day, now, clean=str(written[schemas.TRANSFORM_READINGS]))
                 con.execute(f"COPY ({sql}) TO {rules.sql_list([str(written[rel])])[1:-1]} "
-                            f"(FORMAT parquet, {PARQUET_COMPRESSION})")
+                            f"(FORMAT parquet, {PARQUET_OPTIONS})")
             # the outcomes, counted from what was written (row counts come from the Parquet footers)
             read = {rel: f"read_parquet({rules.sql_list([str(path)])})" for rel, path in written.items()}
             counts = dict(con.execute(f"SELECT reason, count(*) FROM {read[schemas.TRANSFORM_DEAD_LETTERS]} "
