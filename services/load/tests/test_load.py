@@ -231,3 +231,35 @@ def test_two_loads_of_the_same_day_at_once_leave_one_day(postgres_server, tmp_pa
 
     assert [m["details"]["replaced_readings"] for m in manifests] == [expected["biometric_readings"][0]] * 2
     assert snapshot(urls[1], DAY) == expected
+
+
+@pytest.mark.postgres
+def test_a_duplicate_natural_key_fails_the_load_and_leaves_the_day_and_no_table_behind(postgres_server, tmp_path):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    urls = (postgres_server.create_database("load_dup_src"), postgres_server.create_database("load_dup_wh"))
+    env = _stage_day(DAY, urls, tmp_path)
+    _load(DAY, tmp_path, env)
+    before = snapshot(urls[1])
+    # the staged day gains a second reading of one (user, device, metric, instant) under a new id
+    (clean,) = (tmp_path / "transform" / "readings").glob("*.parquet")
+    table = pq.read_table(clean)
+    twin = table.slice(0, 1)
+    twin = twin.set_column(twin.schema.get_field_index("reading_id"), "reading_id",
+                           pc.add(twin.column("reading_id"), pa.scalar(10**9, pa.int64())))
+    pq.write_table(pa.concat_tables([table, twin]), clean)
+
+    failed = run_stage("load", "readings", "--date", str(DAY), "--staging-path", str(tmp_path), env=env, check=False)
+
+    assert failed.returncode == 1
+    error = failed.stderr.strip().splitlines()[-1]
+    assert error.startswith("biometrics-load: error: database error:") and "natural_key" in error, error
+    assert snapshot(urls[1]) == before
+    engine = sa.create_engine(urls[1])
+    with engine.connect() as conn:  # the indexed-but-refused table of the failed load is gone
+        tables = conn.execute(sa.text("SELECT relname FROM pg_class WHERE relkind = 'r' "
+                                      "AND relname LIKE 'biometric_readings%'")).scalars().all()
+    engine.dispose()
+    assert tables == ["biometric_readings_p20260105"]
