@@ -155,5 +155,6 @@ def test_every_row_has_exactly_one_outcome(tmp_path):
     assert len(clean) + len(dead) == 5000
     assert not set(clean) & set(dead)
     assert sum(m["sample_count"] for m in metrics.values()) == len(clean)
+    assert list(metrics) == sorted(metrics)  # in the warehouse's key order: the load's COPY appends to it
     assert set(manifest["rows_rejected"]) == {"unknown_unit", "unknown_metric_type", "missing_value",
                                               "out_of_range", "duplicate"}

@@ -68,12 +68,15 @@ WHERE rule_reason IS NULL
   AND NOT EXISTS (SELECT 1 FROM dup_losers d WHERE d.file_row_number = j.file_row_number AND d.filename = j.filename)
 """
 
-# from the clean output just written: a fraction of the bytes, no rule evaluated twice
+# from the clean output just written: a fraction of the bytes, no rule evaluated twice. In the
+# warehouse's key order: the load's COPY then appends to the primary key instead of inserting all
+# over it (0.9 s -> 0.4 s of server time for 312 k groups; the sort here takes a few hundredths)
 DAILY_METRICS = """
 SELECT date, user_id, metric_type, avg(value) AS value, min(value) AS min_value, max(value) AS max_value,
        sum(value) AS sum_value, count(*)::BIGINT AS sample_count
 FROM read_parquet($clean)
 GROUP BY date, user_id, metric_type
+ORDER BY date, user_id, metric_type
 """
 
 _JSON_VALUE = ("CASE WHEN value IS NULL THEN NULL WHEN isnan(value) OR isinf(value) "
