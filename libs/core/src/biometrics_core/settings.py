@@ -28,8 +28,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BIOMETRICS_INBOX_PATH", None, "Vendor inbox root; default `<staging-path>/inbox`."),
     Setting("BIOMETRICS_WORK_DIR", None, "Local scratch directory; default the system temp dir."),
     Setting("BIOMETRICS_MEMORY_LIMIT", "512MB", "Memory budget of the transform engine (DuckDB)."),
-    Setting("BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM", "1GB", "Load: PostgreSQL `maintenance_work_mem` of the session "
-            "that builds the day's indexes (the sort stays in memory up to this size)."),
+    Setting("BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM", "1GB", "Load: PostgreSQL `maintenance_work_mem` of each of the "
+            "two sessions that build the day's indexes at once (each sort stays in memory up to this size: the "
+            "server may use twice it meanwhile)."),
     Setting("BIOMETRICS_VALIDATE_WORK_MEM", "256MB", "Validate: PostgreSQL `work_mem` of its read-only snapshot "
             "(the day's (user_id, metric_type) aggregate of ~300 k groups stays in memory; 4MB, the server "
             "default, makes it spill to disk)."),
