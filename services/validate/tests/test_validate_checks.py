@@ -77,6 +77,21 @@ def test_source_row_arriving_after_extract_fails_reconciliation(loaded):
     assert database["source"] == database["extracted"] + 1  # it arrived after the extract
 
 
+def test_readings_of_a_source_the_extract_never_staged_fail_reconciliation(loaded):
+    # the day's profile counts the sources the extract knows; any other one is found by a scan of its own
+    as_ghost = COLUMNS.replace("source", "'ghost'", 1).replace("device_id", "device_id || '-g'")  # a new natural key
+    loaded.execute(f"INSERT INTO biometric_readings ({COLUMNS}) SELECT {as_ghost} "
+                   f"FROM biometric_readings WHERE date = :d AND source = 'database' "
+                   f"AND reading_id = {FIRST.format(metric='heart_rate')}", d=DAY)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "reconciliation")
+    ghost = outcome.checks["reconciliation"]["figures"]["by_source"]["ghost"]
+    assert (ghost["source"], ghost["clean"], ghost["difference"]) == (0, 1, -1)
+    assert "ghost -1" in outcome.checks["reconciliation"]["detail"]
+
+
 # -- values in range -------------------------------------------------------------------------------
 def test_value_out_of_range_fails_values_in_range(loaded):
     loaded.execute("UPDATE biometric_readings SET value = 9999 WHERE date = :d AND source = 'database' "

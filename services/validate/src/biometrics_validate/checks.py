@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
@@ -164,13 +164,19 @@ _MISMATCHES = {  # mismatch kind -> SQL true when the group is fine (a NULL coun
 _GROUP_FLAGS = ("missing", "extra", *_MISMATCHES)
 
 
-def _judged_groups(conn: sa.Connection) -> tuple[str, dict]:
+def _judged_groups(conn: sa.Connection, sources: Sequence[str] = ()) -> tuple[str, dict]:
     """``WITH … judged``: every (user_id, metric_type) group of the day from either side, the readings'
     count, min, max, sum and non-canonical units beside daily_metrics' figures, and a 0/1 flag per
-    kind of disagreement. One scan of the readings; one FULL JOIN finds the groups missing on either
-    side in the same pass (an anti-join would probe the index per group). Returns the SQL and the
-    catalogue's parameters it needs."""
+    kind of disagreement; ``from_<i>`` counts the group's readings of ``sources[i]``. One scan of the
+    readings; one FULL JOIN finds the groups missing on either side in the same pass (an anti-join
+    would probe the index per group). Returns the SQL and the parameters it needs."""
     catalogue, params = _catalogue_cte()
+    params.update({f"source{i}": source for i, source in enumerate(sources)})
+    # counted beside the group's other figures, not grouped by: the groups stay ~300 k (grouping by
+    # source too made the planner expect 950 k and sort on disk)
+    from_sources = "".join(f", sum(CASE WHEN source = :source{i} THEN 1 ELSE 0 END) AS from_{i}"
+                           for i in range(len(sources)))
+    from_columns = "".join(f", r.from_{i}" for i in range(len(sources)))
     flags = ",\n".join(f"CASE WHEN r.user_id IS NULL OR d.user_id IS NULL OR ({ok}) THEN 0 ELSE 1 END "
                        f"AS bad_{kind}" for kind, ok in _MISMATCHES.items())
     if conn.dialect.name == "sqlite":
@@ -184,7 +190,7 @@ def _judged_groups(conn: sa.Connection) -> tuple[str, dict]:
         WITH {catalogue}, r AS (
             SELECT user_id, metric_type, count(*) AS n, count(value) AS valued, min(value) AS lo, max(value) AS hi,
                    sum(value) AS total,
-                   sum(CASE WHEN unit = {_canonical_unit_expr()} THEN 0 ELSE 1 END) AS other_unit
+                   sum(CASE WHEN unit = {_canonical_unit_expr()} THEN 0 ELSE 1 END) AS other_unit{from_sources}
             FROM {READINGS_TABLE} WHERE date = :day GROUP BY user_id, metric_type
         ), d AS (
             SELECT user_id, metric_type, sample_count, min_value, max_value, sum_value, value
@@ -193,7 +199,7 @@ def _judged_groups(conn: sa.Connection) -> tuple[str, dict]:
             -- the mean as total / n: avg() would keep a costlier state per group for the same figure
             SELECT coalesce(r.user_id, d.user_id) AS user_id,
                    coalesce(r.metric_type, d.metric_type) AS metric_type,
-                   r.n, r.valued, r.lo, r.hi, r.total, r.total / r.n AS mean, r.other_unit,
+                   r.n, r.valued, r.lo, r.hi, r.total, r.total / r.n AS mean, r.other_unit{from_columns},
                    d.sample_count, d.min_value, d.max_value, d.sum_value, d.value,
                    CASE WHEN d.user_id IS NULL THEN 1 ELSE 0 END AS bad_missing,
                    CASE WHEN r.user_id IS NULL THEN 1 ELSE 0 END AS bad_extra,
@@ -204,19 +210,28 @@ def _judged_groups(conn: sa.Connection) -> tuple[str, dict]:
 
 @dataclass
 class DayProfile:
-    """The day's readings per metric type (from their groups) and the groups' agreement with daily_metrics."""
+    """The day's readings per metric type (from their groups), the groups' agreement with
+    daily_metrics, and the readings of each source the profile was asked to count."""
     by_metric: dict[str, dict]
     consistency: dict[str, int]
+    readings_by_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def readings(self) -> int:
         return sum(m["readings"] for m in self.by_metric.values())
 
+    @property
+    def sources_complete(self) -> bool:
+        """Every reading is from one of the sources counted (else a GROUP BY source must name the rest)."""
+        return sum(self.readings_by_source.values()) == self.readings
 
-def day_profile(conn: sa.Connection, day: dt.date) -> DayProfile:
+
+def day_profile(conn: sa.Connection, day: dt.date, sources: Sequence[str] = ()) -> DayProfile:
+    """The day's one aggregate of its readings; ``sources``: the sources whose readings it also counts."""
     started = time.monotonic()
-    judged, params = _judged_groups(conn)
+    judged, params = _judged_groups(conn, sources)
     sums = ", ".join(f"sum(j.bad_{k}) AS {k}" for k in _GROUP_FLAGS)
+    sums += "".join(f", sum(j.from_{i}) AS from_{i}" for i in range(len(sources)))
     rows = _rows(conn, judged + f"""
         SELECT j.metric_type, count(j.n) AS groups, sum(j.n) AS readings, sum(j.n - j.valued) AS null_values,
                sum(j.other_unit) AS other_unit,
@@ -231,8 +246,9 @@ def day_profile(conn: sa.Connection, day: dt.date) -> DayProfile:
                                                            "known", "groups_out_of_range")} for r in rows}
     consistency = {k: sum(_int(r[k]) for r in rows) for k in _GROUP_FLAGS}
     consistency["groups"] = sum(m["groups"] for m in by_metric.values())
+    by_source = {source: sum(_int(r[f"from_{i}"]) for r in rows) for i, source in enumerate(sources)}
     log.info("aggregated the day's readings: %d groups in %.1f s", consistency["groups"], time.monotonic() - started)
-    return DayProfile(by_metric, consistency)
+    return DayProfile(by_metric, consistency, {source: n for source, n in by_source.items() if n})
 
 
 # -- values in range -------------------------------------------------------------------------------

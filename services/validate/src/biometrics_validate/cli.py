@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from biometrics_core import db, runlog, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
 from biometrics_core.errors import ConfigError, DataQualityError, InputError
+from biometrics_core.schemas import DATABASE_SOURCE
 
 from . import checks, day, source
 
@@ -50,10 +51,14 @@ def readings(run: StageRun):
                     db.set_local_memory(conn, "work_mem", settings.get("BIOMETRICS_VALIDATE_WORK_MEM"),
                                         "BIOMETRICS_VALIDATE_WORK_MEM")
                 facts = day.facts(conn, run.day)
-                if not facts.loaded:
+                if not facts.loaded and not day.has_readings(conn, run.day):
                     raise InputError(f"nothing is loaded for {run.day} in the warehouse ({db.safe_url(engine.url)}): "
                                      f"run biometrics-load readings --date {run.day} first")
-                profile = checks.day_profile(conn, run.day)
+                # the clean rows of each source the extract knows are counted in the profile's scan;
+                # a source it does not know (rows no stage should have written) takes a scan of its own
+                profile = checks.day_profile(conn, run.day, sources=sorted({DATABASE_SOURCE, *extracted}))
+                facts.clean_by_source = (profile.readings_by_source if profile.sources_complete
+                                         else day.clean_by_source(conn, run.day))
                 source_rows = source.source_rows(counting.result(), extracted)
                 ctx = checks.Context(run.day, facts, source_rows, extracted, min_ratio, max_ratio, profile)
                 results = checks.run_all(conn, ctx)

@@ -74,10 +74,10 @@ class DayFacts:
 
 
 def facts(conn: sa.Connection, day: dt.date) -> DayFacts:
+    """The day's dead letters and whether its load was recorded; the clean rows per source are left
+    to the day's profile, which counts them in its one scan of the readings (``clean_by_source``
+    below when it cannot)."""
     out = DayFacts()
-    rows = conn.execute(query(f"SELECT source, count(*) FROM {READINGS_TABLE} WHERE date = :day GROUP BY source"),
-                        {"day": day})
-    out.clean_by_source = {source: int(n) for source, n in rows}
     rows = conn.execute(
         query(f"SELECT source, reason, count(*) FROM {DEAD_LETTERS_TABLE} WHERE date = :day AND stage IN :stages "
               "GROUP BY source, reason").bindparams(sa.bindparam("stages", expanding=True)),
@@ -89,3 +89,14 @@ def facts(conn: sa.Connection, day: dt.date) -> DayFacts:
         query(f"SELECT count(*) FROM {RUNS_TABLE} WHERE date = :day AND stage = 'load' AND status = 'success'"),
         {"day": day}).scalar_one() > 0
     return out
+
+
+def clean_by_source(conn: sa.Connection, day: dt.date) -> dict[str, int]:
+    """The day's readings per source, by a scan of its own."""
+    rows = conn.execute(query(f"SELECT source, count(*) FROM {READINGS_TABLE} WHERE date = :day GROUP BY source"),
+                        {"day": day})
+    return {source: int(n) for source, n in rows}
+
+
+def has_readings(conn: sa.Connection, day: dt.date) -> bool:
+    return conn.execute(query(f"SELECT 1 FROM {READINGS_TABLE} WHERE date = :day LIMIT 1"), {"day": day}).first() is not None
