@@ -6,7 +6,7 @@ so the index build's sort settles almost every comparison on its first column: 5
 column and were compared column by column. Uniqueness is the same whatever the order.
 
 On a warehouse that already holds days, the upgrade rebuilds the index on every day's partition
-(about 4 s per 10 M readings on 2 cores), holding off writes to the readings meanwhile: the next
+(about 5 s per 10 M readings on 2 cores), holding off writes to the readings meanwhile: the next
 load runs it before its own work.
 
 Revision ID: 0002
