@@ -37,6 +37,21 @@ def _load(day, staging, env):
     return run_stage("load", "readings", "--date", str(day), "--staging-path", str(staging), env=env).manifest
 
 
+def _postgres_day(server, name, staging):
+    """Source and warehouse databases load_<name>_src/_wh, and the day extracted and transformed
+    into ``staging``: returns the (source, warehouse) URLs and the stages' environment."""
+    urls = (server.create_database(f"load_{name}_src"), server.create_database(f"load_{name}_wh"))
+    return urls, _stage_day(DAY, urls, staging)
+
+
+def _readings_tables(engine) -> set[str]:
+    """The readings' tables: the partitioned one, its partitions and any table a load left unattached."""
+    with engine.connect() as conn:
+        return set(conn.execute(sa.text(
+            "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') AND relname LIKE 'biometric_readings%'"))
+            .scalars())
+
+
 def test_migrate_is_idempotent(urls):
     env = {"BIOMETRICS_WAREHOUSE_URL": urls[1]}
     first = run_stage("load", "migrate", env=env).manifest
@@ -97,8 +112,7 @@ def test_dead_letter_history_survives_a_rerun(urls, tmp_path):
 
 @pytest.mark.postgres
 def test_postgres_days_are_partitions(postgres_server, tmp_path):
-    urls = (postgres_server.create_database("load_parts_src"), postgres_server.create_database("load_parts_wh"))
-    env = _stage_day(DAY, urls, tmp_path)
+    urls, env = _postgres_day(postgres_server, "parts", tmp_path)
     _load(DAY, tmp_path, env)
     _load(DAY, tmp_path, env)
     engine = sa.create_engine(urls[1])
@@ -174,8 +188,7 @@ def test_postgres_stores_the_same_instants_whatever_the_sessions_time_zone(postg
 
 @pytest.mark.postgres
 def test_postgres_rows_are_loaded_frozen_and_a_bad_sort_memory_setting_exits_2(postgres_server, tmp_path):
-    urls = (postgres_server.create_database("load_frozen_src"), postgres_server.create_database("load_frozen_wh"))
-    env = _stage_day(DAY, urls, tmp_path)
+    urls, env = _postgres_day(postgres_server, "frozen", tmp_path)
     _load(DAY, tmp_path, env)
     before = snapshot(urls[1])
     # COPY FREEZE: every page of the new partition is all-frozen in the visibility map, so no later
@@ -198,8 +211,7 @@ def test_postgres_rows_are_loaded_frozen_and_a_bad_sort_memory_setting_exits_2(p
 
 @pytest.mark.postgres
 def test_a_killed_loads_table_is_dropped_by_the_next_load_of_its_day(postgres_server, tmp_path):
-    urls = (postgres_server.create_database("load_left_src"), postgres_server.create_database("load_left_wh"))
-    env = _stage_day(DAY, urls, tmp_path)
+    urls, env = _postgres_day(postgres_server, "left", tmp_path)
     _load(DAY, tmp_path, env)
     engine = sa.create_engine(urls[1])
     with engine.begin() as conn:  # what a load killed between its build and its swap leaves behind
@@ -209,10 +221,7 @@ def test_a_killed_loads_table_is_dropped_by_the_next_load_of_its_day(postgres_se
 
     _load(DAY, tmp_path, env)
 
-    with engine.connect() as conn:
-        tables = set(conn.execute(sa.text(
-            "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') AND relname LIKE 'biometric_readings%'"))
-            .scalars())
+    tables = _readings_tables(engine)
     engine.dispose()
     # the day's leftover is gone; another day's and a table that is not a load's are not touched
     assert tables == {"biometric_readings", "biometric_readings_p20260105", "biometric_readings_p20260106_0123456789",
@@ -221,8 +230,7 @@ def test_a_killed_loads_table_is_dropped_by_the_next_load_of_its_day(postgres_se
 
 @pytest.mark.postgres
 def test_two_loads_of_the_same_day_at_once_leave_one_day(postgres_server, tmp_path):
-    urls = (postgres_server.create_database("load_twice_src"), postgres_server.create_database("load_twice_wh"))
-    env = _stage_day(DAY, urls, tmp_path)
+    urls, env = _postgres_day(postgres_server, "twice", tmp_path)
     _load(DAY, tmp_path, env)
     expected = snapshot(urls[1], DAY)
 
@@ -239,8 +247,7 @@ def test_a_duplicate_natural_key_fails_the_load_and_leaves_the_day_and_no_table_
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    urls = (postgres_server.create_database("load_dup_src"), postgres_server.create_database("load_dup_wh"))
-    env = _stage_day(DAY, urls, tmp_path)
+    urls, env = _postgres_day(postgres_server, "dup", tmp_path)
     _load(DAY, tmp_path, env)
     before = snapshot(urls[1])
     # the staged day gains a second reading of one (user, device, metric, instant) under a new id
@@ -258,8 +265,7 @@ def test_a_duplicate_natural_key_fails_the_load_and_leaves_the_day_and_no_table_
     assert error.startswith("biometrics-load: error: database error:") and "natural_key" in error, error
     assert snapshot(urls[1]) == before
     engine = sa.create_engine(urls[1])
-    with engine.connect() as conn:  # the indexed-but-refused table of the failed load is gone
-        tables = conn.execute(sa.text("SELECT relname FROM pg_class WHERE relkind = 'r' "
-                                      "AND relname LIKE 'biometric_readings%'")).scalars().all()
+    tables = _readings_tables(engine)
     engine.dispose()
-    assert tables == ["biometric_readings_p20260105"]
+    # the indexed-but-refused table of the failed load is gone
+    assert tables == {"biometric_readings", "biometric_readings_p20260105"}

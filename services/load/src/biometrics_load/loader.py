@@ -3,8 +3,8 @@
 PostgreSQL: the day's readings are COPied into a fresh, unindexed table on a second connection and
 indexed afterwards (both indexes at once), while the day's transaction replaces its daily metrics
 and dead letters; that transaction then swaps the table in for the day's partition (detach old,
-attach new) and commits everything at once. Readers see the old day until the commit, and a killed load leaves the old
-day intact (at most an unattached table, which the day's next load drops).
+attach new) and commits everything at once. Readers see the old day until the commit, and a killed
+load leaves the old day intact (at most an unattached table, which the day's next load drops).
 SQLite (embedded default): delete and insert the day in one transaction, rows converted by Arrow.
 """
 
