@@ -99,6 +99,40 @@ def targets(result: dict, rss_ref: dict | None) -> dict:
     return t
 
 
+def cpu_summary(result: dict) -> dict | None:
+    """The machine's CPU time each contender used (its own processes, PostgreSQL's and anything
+    else running meanwhile) and, for the pipeline, the least wall time its work can take on this
+    machine's cores: a ratio to the ceiling below which no scheduling of the same work can go."""
+    c, cores = result["contenders"], result["machine"].get("cores") or 1
+    used = {name: {"machine_cpu_s": r["machine_cpu_s"], "cores_busy": round(r["machine_cpu_s"] / r["wall_s"], 2)}
+            for name, r in c.items()
+            if r.get("status") == "ok" and r.get("machine_cpu_s") is not None and r.get("wall_s")}
+    if not used:
+        return None
+    out = {"cores": cores, "by_contender": used}
+    if "pipeline" in used and "ceiling" in used:
+        floor = used["pipeline"]["machine_cpu_s"] / cores
+        out["pipeline_floor_s"] = round(floor, 2)
+        out["pipeline_floor_x_ceiling"] = round(floor / c["ceiling"]["wall_s"], 2)
+        out["pipeline_cpu_x_ceiling_cpu"] = round(used["pipeline"]["machine_cpu_s"]
+                                                  / max(used["ceiling"]["machine_cpu_s"], 0.01), 2)
+    return out
+
+
+def _cpu_lines(cpu: dict | None) -> list[str]:
+    if not cpu:
+        return []
+    listed = ", ".join(f"{name} {v['machine_cpu_s']:.1f} ({v['cores_busy']:.2f} cores busy)"
+                       for name, v in cpu["by_contender"].items())
+    lines = ["", "CPU seconds of the whole machine while each ran (its processes, PostgreSQL's and anything else):",
+             f"  {listed}"]
+    if "pipeline_floor_s" in cpu:
+        lines.append(f"  the pipeline's work is {cpu['pipeline_cpu_x_ceiling_cpu']} x the ceiling's: on "
+                     f"{cpu['cores']} cores it cannot take less than {cpu['pipeline_floor_s']:.2f} s, "
+                     f"{cpu['pipeline_floor_x_ceiling']} x the ceiling's time, however its stages were scheduled")
+    return lines
+
+
 def _last_line(text: str | None) -> str:
     lines = [ln for ln in (text or "").splitlines() if ln.strip()]
     return lines[-1].strip()[:140] if lines else ""
@@ -124,17 +158,17 @@ def table(result: dict) -> str:
         *([f"each contender: its median of {result['rounds']} interleaved rounds (all rounds' totals in the note)"]
           if result.get("rounds", 1) > 1 else []),
         "",
-        f"{'contender':<16} {'stage':<10} {'wall s':>9} {'rows/s':>12} {'peak RSS MiB':>13}  note",
-        "-" * 100,
+        f"{'contender':<16} {'stage':<10} {'wall s':>9} {'rows/s':>12} {'peak RSS MiB':>13} {'CPU s':>8}  note",
+        "-" * 109,
     ]
     for name, r in result["contenders"].items():
         if r.get("status") != "ok":
-            lines.append(f"{name:<16} {'':<10} {'-':>9} {'-':>12} {'-':>13}  {r.get('status')}: "
+            lines.append(f"{name:<16} {'':<10} {'-':>9} {'-':>12} {'-':>13} {'-':>8}  {r.get('status')}: "
                          f"{_last_line(r.get('error') or r.get('note'))}")
             continue
         for s, v in (r.get("stages") or {}).items():
             lines.append(f"{name:<16} {s:<10} {_fmt(v['wall_s']):>9} {_fmt_rate(v.get('rows_per_s')):>12} "
-                         f"{_fmt(v.get('max_rss_mib'), '.1f'):>13}")
+                         f"{_fmt(v.get('max_rss_mib'), '.1f'):>13} {_fmt(v.get('machine_cpu_s'), '.1f'):>8}")
         note = r.get("note", "")
         if r.get("capped"):
             note = r["capped"]["note"] + (f" (measured {r['measured_wall_s']:.2f}s)")
@@ -145,7 +179,9 @@ def table(result: dict) -> str:
         if r.get("rounds_wall_s"):
             note = f"rounds {' / '.join(_fmt(w) for w in r['rounds_wall_s'])}; {note}"
         lines.append(f"{name:<16} {'total' if r.get('stages') else '':<10} {_fmt(r['wall_s']):>9} "
-                     f"{_fmt_rate(r.get('rows_per_s')):>12} {_fmt(r.get('max_rss_mib'), '.1f'):>13}  {note}")
+                     f"{_fmt_rate(r.get('rows_per_s')):>12} {_fmt(r.get('max_rss_mib'), '.1f'):>13} "
+                     f"{_fmt(r.get('machine_cpu_s'), '.1f'):>8}  {note}")
+    lines += _cpu_lines(result.get("cpu"))
     lines += ["", "targets (informative, never asserted):"]
     for k, t in result.get("targets", {}).items():
         verdict = {True: "PASS", False: "FAIL", None: "n/a "}[t["pass"]]

@@ -131,6 +131,7 @@ class Bench:
         rows = int(psql(wh, "SELECT count(*) FROM raw_biometric_data"))
         return {"status": "ok", "rows": rows, "wall_s": round(m.wall_s, 3),
                 "rows_per_s": self.rate(rows, m.wall_s), "max_rss_mib": round(m.max_rss_kib / 1024, 1),
+                "machine_cpu_s": m.machine_cpu_s,
                 "note": "psql COPY (binary) | psql COPY into a table with a primary key; no cleaning"}
 
     # ---- 2. this pipeline, local processes ----------------------------------------------
@@ -162,7 +163,7 @@ class Bench:
             m = run_measured(argv, env=env, log_prefix=self.run_dir / f"pipeline-{s}", timeout=self.timeout)
             stages[s] = {"wall_s": round(m.wall_s, 3), "rows_per_s": self.rate(self.day_rows, m.wall_s),
                          "max_rss_mib": round(m.max_rss_kib / 1024, 1), "cpu_s": round(m.user_s + m.sys_s, 2),
-                         "manifest": m.last_json}
+                         "machine_cpu_s": m.machine_cpu_s, "manifest": m.last_json}
             if self.a.profile and raw.exists():
                 stages[s]["profile"] = profile_summary.summarise(str(raw))
                 stages[s]["profile"]["raw"] = str(raw)
@@ -176,6 +177,7 @@ class Bench:
         out = {"status": "ok", "rows": self.day_rows, "wall_s": round(total, 3),
                "rows_per_s": self.rate(self.day_rows, total),
                "max_rss_mib": max(v["max_rss_mib"] for v in stages.values()),
+               "machine_cpu_s": _sum_known(v["machine_cpu_s"] for v in stages.values()),
                "stages": stages, "staging_bytes": staging_bytes,
                "check": self.check_daily_metrics(wh),
                "note": "four console scripts run one after another, staging on local disk"}
@@ -249,6 +251,7 @@ class Bench:
         scaled = m.wall_s * w["scale"]
         out = {"status": "ok", "rows": w["rows"], "measured_wall_s": round(m.wall_s, 3),
                "wall_s": round(scaled, 3), "rows_per_s": self.rate(w["rows"], m.wall_s),
+               "machine_cpu_s": None if m.machine_cpu_s is None else round(m.machine_cpu_s * w["scale"], 2),
                "max_rss_mib": round(m.max_rss_kib / 1024, 1), "phases": inner.get("phases"),
                "detail": {k: v for k, v in inner.items() if k != "phases"}}
         if w["capped"]:
@@ -332,7 +335,7 @@ class Bench:
                     "-e", "BIOMETRICS_WAREHOUSE_URL", "-v", f"{staging}:/staging", images[s],
                     *self.stage_argv(s, "/staging")]
             m = run_measured(argv, env=env, log_prefix=self.run_dir / f"docker-{s}", timeout=self.timeout)
-            stages[s] = {"wall_s": round(m.wall_s, 3), "manifest": m.last_json}
+            stages[s] = {"wall_s": round(m.wall_s, 3), "machine_cpu_s": m.machine_cpu_s, "manifest": m.last_json}
             total += m.wall_s
             log(f"  docker   {s:<9} {m.wall_s:7.2f}s")
             if not m.ok:
@@ -340,6 +343,7 @@ class Bench:
         shutil.rmtree(staging, ignore_errors=True)
         return {"status": "ok", "rows": self.day_rows, "wall_s": round(total, 3),
                 "rows_per_s": self.rate(self.day_rows, total), "stages": stages, "images": images,
+                "machine_cpu_s": _sum_known(v["machine_cpu_s"] for v in stages.values()),
                 "note": "the same four stages through `docker run --network host` of the images"}
 
 
@@ -350,6 +354,12 @@ CREATE TABLE daily_metrics (
     sum_value DOUBLE PRECISION, sample_count BIGINT,
     PRIMARY KEY (date, user_id, metric_type)
 )"""
+
+
+def _sum_known(values) -> float | None:
+    """The sum, or None when any value is unknown (no /proc/stat)."""
+    values = list(values)
+    return None if any(v is None for v in values) else round(sum(values), 2)
 
 
 def server_log_offset(server) -> int:
@@ -532,6 +542,7 @@ def main(argv=None) -> int:
 
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["targets"] = report.targets(result, report.find_rss_reference(results_dir, a.rss_reference, a.size))
+    result["cpu"] = report.cpu_summary(result)
     out = results_dir / f"{stamp}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(report.table(result))
