@@ -37,10 +37,6 @@ class Measured:
     machine_cpu_s: float | None = None  # CPU time of the whole machine while the child ran
 
     @property
-    def cores_busy(self) -> float | None:
-        return self.machine_cpu_s / self.wall_s if self.machine_cpu_s is not None and self.wall_s > 0 else None
-
-    @property
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 

@@ -256,7 +256,7 @@ class Bench:
                "detail": {k: v for k, v in inner.items() if k != "phases"}}
         if w["capped"]:
             out["capped"] = {"rows": w["rows"], "of": self.day_rows, "scale": round(w["scale"], 4),
-                             "note": f"capped at {w['rows']:,} of {self.day_rows:,} rows; wall time scaled "
+                             "note": f"capped at {w['rows']:,} of {self.day_rows:,} rows; wall and CPU time scaled "
                                      f"linearly x{w['scale']:.2f}; peak RSS is the capped run's"}
         return out
 

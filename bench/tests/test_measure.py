@@ -24,7 +24,6 @@ def test_machine_cpu_covers_the_childs_own_cpu(tmp_path):
     assert own >= 0.6
     # the machine's busy time over the child's life includes the child's (clock ticks: 10 ms each)
     assert m.machine_cpu_s >= own - 0.05
-    assert m.cores_busy == pytest.approx(m.machine_cpu_s / m.wall_s)
 
 
 def test_machine_busy_time_only_grows():
