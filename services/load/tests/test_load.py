@@ -149,7 +149,7 @@ def test_migration_0002_reorders_the_natural_key_of_existing_days(postgres_serve
 
     from biometrics_load import schema
 
-    urls = (postgres_server.create_database("load_m2_src"), postgres_server.create_database("load_m2_wh"))
+    urls, env = _postgres_day(postgres_server, "m2", tmp_path)  # staging the day leaves the warehouse alone
     engine = sa.create_engine(urls[1])
     config = schema._config()
     with engine.begin() as conn:  # a warehouse of revision 0001 with a day in it
@@ -162,7 +162,6 @@ def test_migration_0002_reorders_the_natural_key_of_existing_days(postgres_serve
     assert _partition_indexes(engine, "biometric_readings_p20260104")["ux_biometric_readings_natural_key"][0] == "user_id"
 
     migrated = run_stage("load", "migrate", env={"BIOMETRICS_WAREHOUSE_URL": urls[1]}).manifest
-    env = _stage_day(DAY, urls, tmp_path)
     _load(DAY, tmp_path, env)
 
     assert (migrated["details"]["revision_before"], migrated["details"]["revision_after"]) == ("0001", "0002")
