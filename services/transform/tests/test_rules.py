@@ -25,11 +25,13 @@ def reading(reading_id, metric="heart_rate", value=70.0, unit="bpm", created_at=
             "value": value, "unit": unit, "created_at": created_at, "ingested_at": created_at, "source": source}
 
 
-def transform(tmp_path, records, day=DAY):
+def transform(tmp_path, records, day=DAY, files=1):
+    """Stage ``records`` as the extract would (dealt round-robin over ``files`` Parquet files), transform them."""
     staging = tmp_path / "staging"
     (staging / schemas.EXTRACT_READINGS).mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(records, schema=schemas.READINGS),
-                   staging / schemas.EXTRACT_READINGS / "part-0.parquet")
+    for index in range(files):
+        pq.write_table(pa.Table.from_pylist(records[index::files], schema=schemas.READINGS),
+                       staging / schemas.EXTRACT_READINGS / f"part-{index}.parquet")
     result = CliRunner().invoke(main, ["readings", "--date", day.isoformat(), "--staging-path", str(staging)])
     assert result.exit_code == 0, result.output
     manifest = json.loads(result.stdout.strip().splitlines()[-1])
@@ -108,6 +110,17 @@ def test_duplicates_keep_the_lowest_reading_id(tmp_path):
     assert {k: v["reason"] for k, v in dead.items()} == {20: "duplicate", 30: "duplicate"}
     assert "database:10" in dead[20]["detail"]
     assert metrics[(1, "heart_rate")]["sample_count"] == 2
+
+
+def test_duplicates_across_staged_files(tmp_path):
+    # the same row numbers in each file: a row is told apart by its file as well
+    records = [reading(1, device="a"), reading(11, device="b"), reading(3, device="c"),
+               reading(2, device="a"), reading(12, device="b"), reading(4, device="d")]
+    manifest, clean, dead, _ = transform(tmp_path, records, files=3)
+    assert set(clean) == {1, 3, 4, 11}
+    assert {k: (v["reason"], v["detail"].split(" (")[0]) for k, v in dead.items()} == {
+        2: ("duplicate", "duplicate of database:1"), 12: ("duplicate", "duplicate of database:11")}
+    assert manifest["rows_in"] == 6 and manifest["rows_out"] == 4
 
 
 def test_a_broken_record_never_pushes_out_a_good_duplicate(tmp_path):

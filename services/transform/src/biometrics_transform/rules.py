@@ -49,8 +49,8 @@ GROUP BY 1 HAVING count(*) > 1;
 
 -- the duplicates that lose to another row of their key (about 1 % of a day), with the one kept
 CREATE TEMP TABLE dup_losers AS
-SELECT filename, file_row_number, kept_record FROM (
-    SELECT filename, file_row_number,
+SELECT file_index, file_row_number, kept_record FROM (
+    SELECT file_index, file_row_number,
            row_number() OVER w AS dup_rank,
            first_value(source || ':' || reading_id) OVER w AS kept_record
     FROM judged
@@ -65,7 +65,7 @@ SELECT $day::DATE AS date, source, reading_id, user_id, device_id, metric_type,
        canonical_value AS value, canonical_unit AS unit, created_at, ingested_at
 FROM judged j
 WHERE rule_reason IS NULL
-  AND NOT EXISTS (SELECT 1 FROM dup_losers d WHERE d.file_row_number = j.file_row_number AND d.filename = j.filename)
+  AND NOT EXISTS (SELECT 1 FROM dup_losers d WHERE d.file_row_number = j.file_row_number AND d.file_index = j.file_index)
 """
 
 # from the clean output just written: a fraction of the bytes, no rule evaluated twice. In the
@@ -101,7 +101,7 @@ SELECT $day::DATE AS date, 'transform' AS stage, source, CAST(reading_id AS VARC
         ELSE 'duplicate of ' || kept_record || ' (same user_id, device_id, metric_type, created_at)'
     END AS detail,
     $now::TIMESTAMPTZ AS created_at
-FROM judged j LEFT JOIN dup_losers d ON d.file_row_number = j.file_row_number AND d.filename = j.filename
+FROM judged j LEFT JOIN dup_losers d ON d.file_row_number = j.file_row_number AND d.file_index = j.file_index
 WHERE j.rule_reason IS NOT NULL OR d.file_row_number IS NOT NULL
 """
 
