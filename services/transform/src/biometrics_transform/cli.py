@@ -28,7 +28,11 @@ OUTPUTS = {
 # Version 2 encodings (delta for ids and times, delta lengths for device ids): at 9.5 M clean rows
 # the write takes 2.9 s instead of 3.4, the file is 22 % smaller, and Arrow and DuckDB read it as
 # fast or faster.
-PARQUET_OPTIONS = "COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION V2"
+# Dictionaries of at most 1,000 entries, as the extract keeps them to the columns whose values
+# repeat: source, metric type and unit keep theirs, while on device ids (three per user), values,
+# ids and times the writer gives up at once instead of filling a dictionary it then drops. At
+# 10 M rows the day's write costs about 1 CPU-s less (4.8-5.5 -> 3.7-4.1) for a file 5 % larger.
+PARQUET_OPTIONS = "COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION V2, DICTIONARY_SIZE_LIMIT 1000"
 
 
 def _staged_files(run: StageRun) -> list[str]:
