@@ -128,6 +128,10 @@ def test_postgres_days_are_partitions(postgres_server, tmp_path):
     assert _partition_indexes(engine, "biometric_readings_p20260105") == {
         "biometric_readings_pkey": ["reading_id", "source", "date"],
         "ux_biometric_readings_natural_key": ["created_at", "user_id", "device_id", "metric_type", "date"]}
+    with engine.connect() as conn:  # built with full leaf pages: the day is replaced whole, never updated
+        options = conn.execute(sa.text("SELECT c.reloptions FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                       "WHERE i.indrelid = 'biometric_readings_p20260105'::regclass")).scalars().all()
+    assert options == [["fillfactor=100"]] * 2
 
 
 def _partition_indexes(engine, partition: str) -> dict[str, list[str]]:
