@@ -117,7 +117,24 @@ def _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_
                 raise
         counts.replaced_readings = _swap_in(conn, day, building, partition)
         _record(conn, data, own, counts, finish)
+    _analyze_rewritten(engine)
     return counts
+
+
+def _analyze_rewritten(engine: sa.Engine) -> None:
+    """Fresh planner statistics for the tables the day's transaction rewrote rows of, as after any
+    bulk load: without them, validate's count of a first day's 0.5 M dead letters was planned for 36
+    rows (a sort and a bitmap scan, 0.68 s instead of 0.12 s). Done after the commit, in a short
+    transaction of its own: ANALYZE's lock would otherwise queue concurrent loads of other days.
+    The day is loaded already, so a failure here is only logged."""
+    tables = f"{warehouse.DAILY_METRICS_TABLE}, {warehouse.DEAD_LETTERS_TABLE}"
+    try:
+        with engine.begin() as conn:
+            _timed(conn, "SET LOCAL lock_timeout = '10s'")
+            _timed(conn, f"ANALYZE {tables}")
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("could not analyze %s after the load (%s): the planner keeps their older statistics",
+                    tables, type(exc).__name__)
 
 
 def _build_readings(engine: sa.Engine, day: dt.date, building: str, readings: ds.Dataset, batch_size: int,
