@@ -466,7 +466,9 @@ def main(argv=None) -> int:
     for old in sorted(p for p in run_dir.parent.iterdir() if p.is_dir())[:-KEEP_WORK_DIRS]:
         shutil.rmtree(old, ignore_errors=True)  # logs of older runs
     result = {"timestamp": stamp, "size": a.size, "date": a.date.isoformat(), "seed": a.seed, "rounds": a.rounds,
-              "caps": {"seed-style": a.cap_seed_style, "dlt": a.cap_dlt}, "machine": machine_info(), "contenders": {}, "logs": str(run_dir)}
+              "caps": {"seed-style": a.cap_seed_style, "dlt": a.cap_dlt}, "machine": machine_info(),
+              # git_commit above is this checkout's; --pipeline-bin may run another one's stages
+              "pipeline_bin": a.pipeline_bin, "contenders": {}, "logs": str(run_dir)}
     log(f"N={a.size:,} day={a.date} cores={result['machine']['cores']} contenders={','.join(chosen)}")
 
     # venvs are built while PostgreSQL seeds (neither is timed)
