@@ -5,9 +5,10 @@ breaks, in the order of ``REJECT_REASONS``), so clean + rejected always equals t
 Duplicates are looked for among the rows that pass the other rules, so a broken record never
 pushes out a good one.
 
-The staged input is read twice, once per output that needs every row (the clean readings, the
-dead letters); the daily metrics are aggregated from the clean output and the counts come from
-the outputs, so no rule is evaluated a third time.
+The rules are evaluated on every staged row once per output that needs every row (the clean
+readings, the dead letters). Finding the duplicates reads the staged rows twice more, the first
+time only their keys' hash, the second time judging only the candidates; the daily metrics are
+aggregated from the clean output and the counts come from the outputs.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import duckdb
 from biometrics_core.catalogue import unit_rows
 from biometrics_core.dates import day_window
 
-_CLASSIFY = """
-CREATE VIEW judged AS
+# The rules as a SELECT over a relation of staged rows: every column, the canonical value and unit,
+# and the first rule the row breaks (NULL for a clean row).
+_JUDGE = """
 WITH src AS (
     SELECT r.*, coalesce(r.unit, m.canonical_unit) AS unit_in, m.canonical_unit,
            u.shift, u.factor, u.low, u.high
-    FROM staged r
+    FROM {rows} r
     LEFT JOIN metric_catalogue m ON m.metric_type = r.metric_type
     LEFT JOIN unit_catalogue u ON u.metric_type = r.metric_type AND u.unit = coalesce(r.unit, m.canonical_unit)
 )
@@ -36,25 +38,36 @@ SELECT *, (value - shift) * factor AS canonical_value,
         WHEN value IS NULL OR isnan(value) THEN 'missing_value'
         WHEN NOT ((value - shift) * factor BETWEEN low AND high) THEN 'out_of_range'
     END AS rule_reason
-FROM src;
+FROM src
+"""
+
+_KEY_HASH = "hash(user_id, device_id, metric_type, created_at)"
+
+_CLASSIFY = f"""
+CREATE VIEW judged AS {_JUDGE.format(rows="staged")};
 
 -- Duplicates are rare (about 1 % of a day). One streaming aggregate over a 64-bit hash of the key
--- finds the candidate keys; only the candidate rows are then ranked exactly (a hash collision
--- merely adds a candidate, which ranks 1). No window over the whole day and nothing materialised
--- per row, so memory stays small whatever the day's volume.
+-- finds the candidate keys; only the candidate rows are then judged and ranked exactly (a hash
+-- collision merely adds a candidate, which ranks 1). No window over the whole day and nothing
+-- materialised per row, so memory stays small whatever the day's volume. The candidates are
+-- hashed from the staged rows as they are, before any rule: the rules' joins cost this pass
+-- 0.9 s at 10 M rows, and a key shared with a broken row only adds candidates (which the ranking
+-- below leaves out).
 CREATE TEMP TABLE dup_hashes AS
-SELECT hash(user_id, device_id, metric_type, created_at) AS h
-FROM judged WHERE rule_reason IS NULL
-GROUP BY 1 HAVING count(*) > 1;
+SELECT {_KEY_HASH} AS h FROM staged GROUP BY 1 HAVING count(*) > 1;
 
--- the duplicates that lose to another row of their key (about 1 % of a day), with the one kept
+CREATE VIEW dup_candidates AS
+{_JUDGE.format(rows=f"(SELECT * FROM staged WHERE {_KEY_HASH} IN (SELECT h FROM dup_hashes))")};
+
+-- the duplicates that lose to another clean row of their key (about 1 % of a day), with the one
+-- kept: only rows that pass the other rules are ranked, so a broken record never pushes out a good one
 CREATE TEMP TABLE dup_losers AS
 SELECT file_index, file_row_number, kept_record FROM (
     SELECT file_index, file_row_number,
            row_number() OVER w AS dup_rank,
            first_value(source || ':' || reading_id) OVER w AS kept_record
-    FROM judged
-    WHERE rule_reason IS NULL AND hash(user_id, device_id, metric_type, created_at) IN (SELECT h FROM dup_hashes)
+    FROM dup_candidates
+    WHERE rule_reason IS NULL
     WINDOW w AS (PARTITION BY user_id, device_id, metric_type, created_at
                  ORDER BY reading_id, source <> 'database', source)
 ) WHERE dup_rank > 1;
