@@ -62,6 +62,13 @@ def test_migrate_is_idempotent(urls):
     assert {"biometric_readings", "daily_metrics", "etl_dead_letters", "etl_runs", "alembic_version"} <= tables
 
 
+def test_the_known_head_revision_is_alembics_head():
+    # a load skips Alembic when the warehouse is at HEAD_REVISION: a new migration must move it
+    from biometrics_load import schema
+
+    assert schema.HEAD_REVISION == schema.head_revision()
+
+
 @pytest.mark.postgres
 def test_concurrent_migrations_do_not_collide(postgres_server):
     url = postgres_server.create_database("load_concurrent")
