@@ -41,7 +41,10 @@ SELECT *, (value - shift) * factor AS canonical_value,
 FROM src
 """
 
-_KEY_HASH = "hash(user_id, device_id, metric_type, created_at)"
+# the natural key that makes two readings duplicates: hashed to find the candidates, then ranked
+# exactly by it (the two must be the same columns)
+_DUPLICATE_KEY = "user_id, device_id, metric_type, created_at"
+_KEY_HASH = f"hash({_DUPLICATE_KEY})"
 
 _CLASSIFY = f"""
 CREATE VIEW judged AS {_JUDGE.format(rows="staged")};
@@ -68,7 +71,7 @@ SELECT file_index, file_row_number, kept_record FROM (
            first_value(source || ':' || reading_id) OVER w AS kept_record
     FROM dup_candidates
     WHERE rule_reason IS NULL
-    WINDOW w AS (PARTITION BY user_id, device_id, metric_type, created_at
+    WINDOW w AS (PARTITION BY {_DUPLICATE_KEY}
                  ORDER BY reading_id, source <> 'database', source)
 ) WHERE dup_rank > 1;
 """
@@ -111,7 +114,7 @@ SELECT $day::DATE AS date, 'transform' AS stage, source, CAST(reading_id AS VARC
         WHEN 'missing_value' THEN CASE WHEN value IS NULL THEN 'value is NULL' ELSE 'value is NaN' END
         WHEN 'out_of_range' THEN 'value ' || CAST(canonical_value AS VARCHAR) || ' ' || canonical_unit
                                  || ' is outside [' || CAST(low AS VARCHAR) || ', ' || CAST(high AS VARCHAR) || ']'
-        ELSE 'duplicate of ' || kept_record || ' (same user_id, device_id, metric_type, created_at)'
+        ELSE 'duplicate of ' || kept_record || ' (same {_DUPLICATE_KEY})'
     END AS detail,
     $now::TIMESTAMPTZ AS created_at
 FROM judged j LEFT JOIN dup_losers d ON d.file_row_number = j.file_row_number AND d.file_index = j.file_index
