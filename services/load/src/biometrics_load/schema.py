@@ -50,12 +50,13 @@ def migrate(engine: sa.Engine) -> tuple[str | None, str]:
             # two loads starting at once must not both create the tables
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('biometrics_warehouse_migrate'))"))
         before = current_revision(conn)
-        if before != HEAD_REVISION:
-            from alembic import command
+        if before == HEAD_REVISION:
+            return before, before
+        from alembic import command
 
-            config = _config()
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-            log.info("warehouse schema upgraded from %s to %s", before or "empty", HEAD_REVISION)
+        config = _config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
         after = current_revision(conn)
+        log.info("warehouse schema upgraded from %s to %s", before or "empty", after)
     return before, after
