@@ -117,6 +117,27 @@ def test_dead_letter_history_survives_a_rerun(urls, tmp_path):
     assert status == "discarded" and created == picked.created_at
 
 
+def test_a_repeated_dead_letter_gives_a_rerun_its_first_history_once(urls, tmp_path):
+    env = _stage_day(DAY, urls, tmp_path)
+    loaded = _load(DAY, tmp_path, env)["details"]["dead_letters"]
+    engine = sa.create_engine(urls[1])
+    letters = sa.Table("etl_dead_letters", sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        first = conn.execute(sa.select(letters).where(letters.c.date == DAY).order_by(letters.c.id).limit(1)
+                             ).one()._asdict()
+        # the queue has no unique key: the same letter can be in it twice, here a later, replayed copy
+        later = {**first, "created_at": first["created_at"] + dt.timedelta(hours=1), "status": "replayed"}
+        del later["id"]
+        conn.execute(letters.insert(), later)
+    again = _load(DAY, tmp_path, env)["details"]["dead_letters"]
+    same_key = [letters.c[c] == first[c] for c in ("date", "stage", "source", "reason", "source_record_id")]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(letters.c.status, letters.c.created_at).where(*same_key)).all()
+        total = conn.execute(sa.select(sa.func.count()).select_from(letters).where(letters.c.date == DAY)).scalar()
+    assert again == loaded == total
+    assert rows == [("pending", first["created_at"])]
+
+
 @pytest.mark.postgres
 def test_postgres_days_are_partitions(postgres_server, tmp_path):
     urls, env = _postgres_day(postgres_server, "parts", tmp_path)

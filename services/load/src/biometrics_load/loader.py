@@ -107,10 +107,7 @@ def _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_
                 _timed(conn, f"DELETE FROM {warehouse.DAILY_METRICS_TABLE} WHERE date = :d", {"d": day})
                 counts.daily_metrics = _copy(conn, warehouse.DAILY_METRICS_TABLE, METRIC_COLUMNS,
                                              data.daily_metrics, batch_size)
-                _delete_dead_letters(conn, day)
-                counts.dead_letters = _copy(conn, warehouse.DEAD_LETTERS_TABLE, DEAD_LETTER_COLUMNS,
-                                            data.dead_letters, batch_size)
-                _restore_dead_letter_history(conn, day)
+                counts.dead_letters = _replace_dead_letters_postgres(conn, day, data.dead_letters, batch_size)
                 counts.readings = built.result()
             except BaseException:
                 _abandon(engine, built, building)
@@ -253,15 +250,58 @@ def _delete_dead_letters(conn: sa.Connection, day: dt.date) -> None:
     conn.execute(_stages(f"DELETE FROM {warehouse.DEAD_LETTERS_TABLE} WHERE date = :d AND stage IN :stages"), params)
 
 
+def _replace_dead_letters_postgres(conn: sa.Connection, day: dt.date, dead_letters: ds.Dataset,
+                                   batch_size: int) -> int:
+    """The day's pipeline dead letters replaced, each keeping its history from an earlier load.
+
+    A first load of the day COPies them straight in. A rerun COPies them into a temporary table and
+    inserts them with their history joined on: updating the rows after their COPY wrote every one of
+    them twice, with its three index entries (496 k dead letters: 10.5-13.2 s of UPDATE after a 3.9 s
+    COPY; the whole rerun of the load took 22.8-24.2 s, and takes 18.4-19.5 s this way)."""
+    _delete_dead_letters(conn, day)
+    if not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM dead_letters_kept)")).scalar():
+        conn.execute(sa.text("DROP TABLE dead_letters_kept"))
+        return _copy(conn, warehouse.DEAD_LETTERS_TABLE, DEAD_LETTER_COLUMNS, dead_letters, batch_size)
+    columns = ", ".join(DEAD_LETTER_COLUMNS)
+    table = warehouse.DEAD_LETTERS_TABLE
+    _timed(conn, f"CREATE TEMP TABLE dead_letters_arriving ON COMMIT DROP AS SELECT {columns} FROM {table} WITH NO DATA")
+    rows = _copy(conn, "dead_letters_arriving", DEAD_LETTER_COLUMNS, dead_letters, batch_size)
+    arriving = ", ".join("coalesce(k.created_at, a.created_at)" if c == "created_at" else f"a.{c}"
+                         for c in DEAD_LETTER_COLUMNS)
+    # the planner guesses a merge join, sorting the wide arriving rows on disk (5.9 s for 496 k);
+    # hashing the kept keys takes 3.9 s
+    _timed(conn, "SET LOCAL enable_mergejoin = off")
+    _timed(conn, f"""
+        INSERT INTO {table} ({columns}, status, status_changed_at)
+        SELECT {arriving}, coalesce(k.status, 'pending'), k.status_changed_at
+        FROM dead_letters_arriving a LEFT JOIN ({_FIRST_KEPT_LETTERS}) k ON {_same_letter("k", "a")}""")
+    _timed(conn, "RESET enable_mergejoin")
+    _timed(conn, "DROP TABLE dead_letters_arriving, dead_letters_kept")
+    return rows
+
+
 def _restore_dead_letter_history(conn: sa.Connection, day: dt.date) -> None:
+    """SQLite: the day's new dead letters get back the history of their earlier selves."""
     table = warehouse.DEAD_LETTERS_TABLE
     if conn.execute(sa.text("SELECT count(*) FROM dead_letters_kept")).scalar():  # not on a first load
         conn.execute(sa.text(
             f"UPDATE {table} SET created_at = k.created_at, status = k.status, status_changed_at = k.status_changed_at "
-            f"FROM dead_letters_kept k WHERE {table}.date = :d AND {table}.stage = k.stage "
-            f"AND {table}.source = k.source AND {table}.reason = k.reason "
-            f"AND coalesce({table}.source_record_id, '') = coalesce(k.source_record_id, '')"), {"d": day})
+            f"FROM ({_FIRST_KEPT_LETTERS}) k WHERE {table}.date = :d AND {_same_letter('k', table)}"), {"d": day})
     conn.execute(sa.text("DROP TABLE dead_letters_kept"))
+
+
+_LETTER_KEY = ("stage", "source", "reason", "source_record_id")
+# The queue has no unique key, so a letter can be in it twice: each new letter takes the history of
+# the first (a join with every copy would multiply the new rows on PostgreSQL)
+_FIRST_KEPT_LETTERS = (
+    "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY stage, source, reason, coalesce(source_record_id, '') "
+    "ORDER BY created_at) AS nth FROM dead_letters_kept) first_kept WHERE nth = 1")
+
+
+def _same_letter(kept: str, new: str) -> str:
+    """SQL: the two rows are the same dead letter (a missing source_record_id matches a missing one)."""
+    return " AND ".join(f"coalesce({kept}.{c}, '') = coalesce({new}.{c}, '')" if c == "source_record_id"
+                        else f"{kept}.{c} = {new}.{c}" for c in _LETTER_KEY)
 
 
 def _sqlite_rows(batch: pa.RecordBatch, columns: list[str]) -> list[tuple]:
