@@ -250,6 +250,32 @@ def _delete_dead_letters(conn: sa.Connection, day: dt.date) -> None:
     conn.execute(_stages(f"DELETE FROM {warehouse.DEAD_LETTERS_TABLE} WHERE date = :d AND stage IN :stages"), params)
 
 
+_LETTER_KEY = ("stage", "source", "reason", "source_record_id")
+
+
+def _letter_key(alias: str | None = None) -> list[str]:
+    """SQL: the columns that say which dead letter a row is (a missing source_record_id is '')."""
+    prefix = f"{alias}." if alias else ""
+    return [f"coalesce({prefix}{c}, '')" if c == "source_record_id" else f"{prefix}{c}" for c in _LETTER_KEY]
+
+
+def _same_letter(kept: str, new: str) -> str:
+    """SQL: the two rows are the same dead letter."""
+    return " AND ".join(f"{k} = {n}" for k, n in zip(_letter_key(kept), _letter_key(new)))
+
+
+# The queue has no unique key, so a letter can be in it twice: each new letter takes the history of
+# the first (a join with every copy would multiply the new rows on PostgreSQL)
+_FIRST_KEPT_LETTERS = (
+    f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {', '.join(_letter_key())} ORDER BY created_at) "
+    "AS nth FROM dead_letters_kept) first_kept WHERE nth = 1")
+
+
+def _any_kept_letters(conn: sa.Connection) -> bool:
+    """Whether the day had pipeline dead letters before this load (not on its first load)."""
+    return conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM dead_letters_kept)")).scalar()
+
+
 def _replace_dead_letters_postgres(conn: sa.Connection, day: dt.date, dead_letters: ds.Dataset,
                                    batch_size: int) -> int:
     """The day's pipeline dead letters replaced, each keeping its history from an earlier load.
@@ -259,7 +285,7 @@ def _replace_dead_letters_postgres(conn: sa.Connection, day: dt.date, dead_lette
     them twice, with its three index entries (496 k dead letters: 10.5-13.2 s of UPDATE after a 3.9 s
     COPY; the whole rerun of the load took 22.8-24.2 s, and takes 18.4-19.5 s this way)."""
     _delete_dead_letters(conn, day)
-    if not conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM dead_letters_kept)")).scalar():
+    if not _any_kept_letters(conn):
         conn.execute(sa.text("DROP TABLE dead_letters_kept"))
         return _copy(conn, warehouse.DEAD_LETTERS_TABLE, DEAD_LETTER_COLUMNS, dead_letters, batch_size)
     columns = ", ".join(DEAD_LETTER_COLUMNS)
@@ -283,25 +309,11 @@ def _replace_dead_letters_postgres(conn: sa.Connection, day: dt.date, dead_lette
 def _restore_dead_letter_history(conn: sa.Connection, day: dt.date) -> None:
     """SQLite: the day's new dead letters get back the history of their earlier selves."""
     table = warehouse.DEAD_LETTERS_TABLE
-    if conn.execute(sa.text("SELECT count(*) FROM dead_letters_kept")).scalar():  # not on a first load
+    if _any_kept_letters(conn):
         conn.execute(sa.text(
             f"UPDATE {table} SET created_at = k.created_at, status = k.status, status_changed_at = k.status_changed_at "
             f"FROM ({_FIRST_KEPT_LETTERS}) k WHERE {table}.date = :d AND {_same_letter('k', table)}"), {"d": day})
     conn.execute(sa.text("DROP TABLE dead_letters_kept"))
-
-
-_LETTER_KEY = ("stage", "source", "reason", "source_record_id")
-# The queue has no unique key, so a letter can be in it twice: each new letter takes the history of
-# the first (a join with every copy would multiply the new rows on PostgreSQL)
-_FIRST_KEPT_LETTERS = (
-    "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY stage, source, reason, coalesce(source_record_id, '') "
-    "ORDER BY created_at) AS nth FROM dead_letters_kept) first_kept WHERE nth = 1")
-
-
-def _same_letter(kept: str, new: str) -> str:
-    """SQL: the two rows are the same dead letter (a missing source_record_id matches a missing one)."""
-    return " AND ".join(f"coalesce({kept}.{c}, '') = coalesce({new}.{c}, '')" if c == "source_record_id"
-                        else f"{kept}.{c} = {new}.{c}" for c in _LETTER_KEY)
 
 
 def _sqlite_rows(batch: pa.RecordBatch, columns: list[str]) -> list[tuple]:
