@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from biometrics_testkit.sample import source_metadata
-from biometrics_validate import checks
+from biometrics_validate import checks, profile
 from biometrics_validate.day import DayFacts
 
 DAY = dt.date(2026, 1, 5)  # the day conftest's pipeline loads
@@ -162,6 +162,49 @@ def test_avg_rounding_within_tolerance_passes(loaded):
                    f"AND metric_type = 'heart_rate' AND user_id = {FIRST_USER}", d=DAY)
 
     assert loaded.validate().exit_code == 0
+
+
+def test_a_clean_day_is_compared_by_bucket_not_group_by_group(loaded):
+    outcome = loaded.validate()
+
+    figures = outcome.checks["daily_metrics_consistency"]["figures"]
+    assert (figures["compared"], figures["disagreeing_buckets"]) == ("by bucket", 0)
+    assert 0 < figures["buckets"] <= figures["reading_groups"]
+    assert "one by one" not in outcome.stderr
+
+
+def test_a_reading_counted_for_another_user_of_its_bucket_fails_consistency(loaded, monkeypatch):
+    # every user in one bucket: the two groups' changes cancel in the bucket's plain count and sum,
+    # and only the user-weighted count and sum tell them apart
+    monkeypatch.setattr(profile, "USER_BUCKETS", 1)
+    users = [loaded.scalar("SELECT user_id FROM daily_metrics WHERE date = :d AND metric_type = 'steps' "
+                           f"AND sample_count > 1 ORDER BY user_id LIMIT 1 OFFSET {i}", d=DAY) for i in (0, 1)]
+    for user, step in zip(users, (1, -1)):
+        loaded.execute("UPDATE daily_metrics SET sample_count = sample_count + :step, sum_value = sum_value + :step * 64, "
+                       "value = (sum_value + :step * 64) / (sample_count + :step) "
+                       "WHERE date = :d AND metric_type = 'steps' AND user_id = :user", d=DAY, user=user, step=step)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "daily_metrics_consistency", only=True)
+    figures = outcome.checks["daily_metrics_consistency"]["figures"]
+    assert (figures["compared"], figures["disagreeing_buckets"]) == ("group by group", 1)
+    assert (figures["mismatched"]["sample_count"], figures["mismatched"]["sum_value"]) == (2, 2)
+    assert sorted(e["user_id"] for e in figures["examples"]) == sorted(users)
+
+
+def test_a_bucket_off_within_a_groups_rounding_is_judged_group_by_group_and_passes(loaded):
+    # 1e-10 is within a group's tolerance but not its bucket's: the groups are compared one by one
+    loaded.execute(f"UPDATE daily_metrics SET sum_value = sum_value * (1 + 1e-10) WHERE date = :d "
+                   f"AND metric_type = 'heart_rate' AND user_id = {FIRST_USER}", d=DAY)
+
+    outcome = loaded.validate()
+
+    assert outcome.exit_code == 0, outcome.stderr
+    figures = outcome.checks["daily_metrics_consistency"]["figures"]
+    assert (figures["compared"], figures["disagreeing_buckets"]) == ("group by group", 1)
+    assert figures["mismatched"] == dict.fromkeys(profile.MISMATCH_KINDS, 0)
+    assert "one by one" in outcome.stderr
 
 
 def test_missing_and_extra_daily_metrics_groups_fail_consistency(loaded):

@@ -32,8 +32,8 @@ SETTINGS: tuple[Setting, ...] = (
             "two sessions that build the day's indexes at once (each sort stays in memory up to this size: the "
             "server may use twice it meanwhile)."),
     Setting("BIOMETRICS_VALIDATE_WORK_MEM", "256MB", "Validate: PostgreSQL `work_mem` of its read-only snapshot "
-            "(the day's (user_id, metric_type) aggregate of ~300 k groups stays in memory; 4MB, the server "
-            "default, makes it spill to disk)."),
+            "(when a bucket disagrees, the group-by-group comparison's aggregate of ~300 k groups stays in "
+            "memory; 4MB, the server default, makes it spill to disk)."),
     Setting("BIOMETRICS_THREADS", None, "Threads of the transform engine; default all cores."),
     Setting("BIOMETRICS_RETENTION_DAYS", "90", "Default `--retention-days` of `biometrics-backup purge`."),
     Setting("BIOMETRICS_VOLUME_MIN_RATIO", "0.5", "Validate: lowest accepted day volume / trailing 7-day mean."),

@@ -1,8 +1,9 @@
 """The data-quality checks of a loaded day, each a small function returning a ``CheckResult``.
 
 All the work is set-based SQL in the warehouse, over the day's partition only on PostgreSQL. The
-day's readings are scanned once: one aggregate per (user_id, metric_type) group serves both
-``values_in_range`` and ``daily_metrics_consistency`` (``DayProfile``); a rule the schema enforces
+day's readings are scanned once: one aggregate by metric type and bucket of users serves both
+``values_in_range`` and ``daily_metrics_consistency`` (``profile.DayProfile``), which look at the
+readings or the groups one by one only when it finds something to report; a rule the schema enforces
 (NOT NULL, a primary key, a unique index) is proven by the schema instead of by a scan. Python sees
 a handful of figures and a few examples, never the rows. The SQL is plain enough for both
 PostgreSQL and SQLite (the embedded default).
@@ -14,20 +15,18 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 
-from biometrics_core.catalogue import METRICS
 from biometrics_core.warehouse import DAILY_METRICS_TABLE, DEAD_LETTERS_TABLE, READINGS_TABLE
 
 from .day import DayFacts, query
+from .profile import (BUCKET_TOLERANCE, MISMATCH_KINDS, REL_TOLERANCE, USER_BUCKETS, DayProfile, catalogue_cte,
+                      compare_groups, day_profile, judged_groups)
 
 VOLUME_HISTORY_DAYS = 7
-# sums and averages of floats depend on the order of addition (DuckDB adds in parallel, the
-# warehouse in scan order): they match within this relative tolerance; counts, min and max exactly
-REL_TOLERANCE = 1e-9
 EXAMPLES = 5
 
 log = logging.getLogger(__name__)
@@ -132,125 +131,6 @@ def null_keys(conn: sa.Connection, ctx: Context) -> CheckResult:
     return CheckResult("null_keys", not bad, detail, {"null_counts": found, "enforced_by_not_null": enforced})
 
 
-# -- the day's readings, aggregated once -----------------------------------------------------------
-def _catalogue_cte() -> tuple[str, dict]:
-    values, params = [], {}
-    for i, m in enumerate(METRICS.values()):
-        values.append(f"(:m{i}, :u{i}, CAST(:lo{i} AS DOUBLE PRECISION), CAST(:hi{i} AS DOUBLE PRECISION))")
-        params.update({f"m{i}": m.name, f"u{i}": m.unit, f"lo{i}": float(m.low), f"hi{i}": float(m.high)})
-    return f"catalogue (metric_type, unit, low, high) AS (VALUES {', '.join(values)})", params
-
-
-def _canonical_unit_expr() -> str:
-    """The metric's canonical unit as a CASE over the catalogue's parameters (NULL for an unknown
-    metric): tested on every row while aggregating, it costs far less than grouping by unit."""
-    whens = " ".join(f"WHEN :m{i} THEN :u{i}" for i in range(len(METRICS)))
-    return f"CASE metric_type {whens} END"
-
-
-def _close(a: str, b: str) -> str:
-    """|a - b| <= tolerance * max(|a|, |b|), in SQL both dialects know (no greatest() in SQLite)."""
-    return (f"abs({a} - {b}) <= {REL_TOLERANCE!r} * "
-            f"CASE WHEN abs({a}) > abs({b}) THEN abs({a}) ELSE abs({b}) END")
-
-
-_MISMATCHES = {  # mismatch kind -> SQL true when the group is fine (a NULL counts as a mismatch)
-    "sample_count": "d.sample_count = r.n",
-    "min_value": "d.min_value = r.lo",
-    "max_value": "d.max_value = r.hi",
-    "sum_value": _close("d.sum_value", "r.total"),
-    "avg_value": _close("d.value", "r.total / r.n"),
-}
-_GROUP_FLAGS = ("missing", "extra", *_MISMATCHES)
-
-
-def _judged_groups(conn: sa.Connection, sources: Sequence[str] = ()) -> tuple[str, dict]:
-    """``WITH … judged``: every (user_id, metric_type) group of the day from either side, the readings'
-    count, min, max, sum and non-canonical units beside daily_metrics' figures, and a 0/1 flag per
-    kind of disagreement; ``from_<i>`` counts the group's readings of ``sources[i]``. One scan of the
-    readings; one FULL JOIN finds the groups missing on either side in the same pass (an anti-join
-    would probe the index per group). Returns the SQL and the parameters it needs."""
-    catalogue, params = _catalogue_cte()
-    params.update({f"source{i}": source for i, source in enumerate(sources)})
-    # counted beside the group's other figures, not grouped by: the groups stay ~300 k (grouping by
-    # source too made the planner expect 950 k and sort on disk)
-    from_sources = "".join(f", sum(CASE WHEN source = :source{i} THEN 1 ELSE 0 END) AS from_{i}"
-                           for i in range(len(sources)))
-    from_columns = "".join(f", r.from_{i}" for i in range(len(sources)))
-    flags = ",\n".join(f"CASE WHEN r.user_id IS NULL OR d.user_id IS NULL OR ({ok}) THEN 0 ELSE 1 END "
-                       f"AS bad_{kind}" for kind, ok in _MISMATCHES.items())
-    if conn.dialect.name == "sqlite":
-        # SQLite joins two CTEs by nested scans (quadratic): join the table itself through its
-        # primary key instead, and drop the other days' rows its right-join side brings along
-        pairing = (f"{DAILY_METRICS_TABLE} d ON d.date = :day AND d.user_id = r.user_id AND d.metric_type = r.metric_type "
-                   "WHERE d.date IS NULL OR d.date = :day")
-    else:
-        pairing = "d ON d.user_id = r.user_id AND d.metric_type = r.metric_type"
-    return f"""
-        WITH {catalogue}, r AS (
-            SELECT user_id, metric_type, count(*) AS n, count(value) AS valued, min(value) AS lo, max(value) AS hi,
-                   sum(value) AS total,
-                   sum(CASE WHEN unit = {_canonical_unit_expr()} THEN 0 ELSE 1 END) AS other_unit{from_sources}
-            FROM {READINGS_TABLE} WHERE date = :day GROUP BY user_id, metric_type
-        ), d AS (
-            SELECT user_id, metric_type, sample_count, min_value, max_value, sum_value, value
-            FROM {DAILY_METRICS_TABLE} WHERE date = :day
-        ), judged AS (
-            -- the mean as total / n: avg() would keep a costlier state per group for the same figure
-            SELECT coalesce(r.user_id, d.user_id) AS user_id,
-                   coalesce(r.metric_type, d.metric_type) AS metric_type,
-                   r.n, r.valued, r.lo, r.hi, r.total, r.total / r.n AS mean, r.other_unit{from_columns},
-                   d.sample_count, d.min_value, d.max_value, d.sum_value, d.value,
-                   CASE WHEN d.user_id IS NULL THEN 1 ELSE 0 END AS bad_missing,
-                   CASE WHEN r.user_id IS NULL THEN 1 ELSE 0 END AS bad_extra,
-                   {flags}
-            FROM r FULL OUTER JOIN {pairing}
-        )""", params
-
-
-@dataclass
-class DayProfile:
-    """The day's readings per metric type (from their groups), the groups' agreement with
-    daily_metrics, and the readings of each source the profile was asked to count."""
-    by_metric: dict[str, dict]
-    consistency: dict[str, int]
-    readings_by_source: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def readings(self) -> int:
-        return sum(m["readings"] for m in self.by_metric.values())
-
-    @property
-    def sources_complete(self) -> bool:
-        """Every reading is from one of the sources counted (else a GROUP BY source must name the rest)."""
-        return sum(self.readings_by_source.values()) == self.readings
-
-
-def day_profile(conn: sa.Connection, day: dt.date, sources: Sequence[str] = ()) -> DayProfile:
-    """The day's one aggregate of its readings; ``sources``: the sources whose readings it also counts."""
-    started = time.monotonic()
-    judged, params = _judged_groups(conn, sources)
-    sums = ", ".join(f"sum(j.bad_{k}) AS {k}" for k in _GROUP_FLAGS)
-    sums += "".join(f", sum(j.from_{i}) AS from_{i}" for i in range(len(sources)))
-    rows = _rows(conn, judged + f"""
-        SELECT j.metric_type, count(j.n) AS groups, sum(j.n) AS readings, sum(j.n - j.valued) AS null_values,
-               sum(j.other_unit) AS other_unit,
-               max(CASE WHEN c.metric_type IS NULL THEN 0 ELSE 1 END) AS known,
-               -- NaN fails too: PostgreSQL orders NaN above every number
-               sum(CASE WHEN c.metric_type IS NOT NULL AND j.n IS NOT NULL
-                             AND NOT (j.lo >= c.low AND j.hi <= c.high) THEN 1 ELSE 0 END) AS groups_out_of_range,
-               {sums}
-        FROM judged j LEFT JOIN catalogue c ON c.metric_type = j.metric_type
-        GROUP BY j.metric_type""", day=day, **params)
-    by_metric = {r["metric_type"]: {k: _int(r[k]) for k in ("groups", "readings", "null_values", "other_unit",
-                                                           "known", "groups_out_of_range")} for r in rows}
-    consistency = {k: sum(_int(r[k]) for r in rows) for k in _GROUP_FLAGS}
-    consistency["groups"] = sum(m["groups"] for m in by_metric.values())
-    by_source = {source: sum(_int(r[f"from_{i}"]) for r in rows) for i, source in enumerate(sources)}
-    log.info("aggregated the day's readings: %d groups in %.1f s", consistency["groups"], time.monotonic() - started)
-    return DayProfile(by_metric, consistency, {source: n for source, n in by_source.items() if n})
-
-
 # -- values in range -------------------------------------------------------------------------------
 _RANGE_KINDS = ("unknown_metric_type", "non_canonical_unit", "out_of_range")
 _IN_RANGE = "every value has a known metric, its canonical unit and lies within the catalogue range"
@@ -259,7 +139,7 @@ _IN_RANGE = "every value has a known metric, its canonical unit and lies within 
 def _suspect(metric: dict) -> bool:
     if not metric["readings"]:
         return False  # a group daily_metrics has alone: the consistency check's business
-    return not metric["known"] or bool(metric["other_unit"] or metric["null_values"] or metric["groups_out_of_range"])
+    return not metric["known"] or bool(metric["other_unit"] or metric["null_values"] or metric["buckets_out_of_range"])
 
 
 def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
@@ -271,7 +151,7 @@ def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
     if not any(_suspect(m) for m in profile.by_metric.values()):
         figures = {"readings": profile.readings, **{k: 0 for k in _RANGE_KINDS}, "by_metric": {}}
         return CheckResult("values_in_range", True, _IN_RANGE, figures)
-    cte, params = _catalogue_cte()
+    cte, params = catalogue_cte()
     # NaN fails the range test too: PostgreSQL orders NaN above every number
     rows = _rows(conn, f"""
         WITH {cte}
@@ -304,11 +184,25 @@ _EXAMPLE_COLUMNS = ("user_id, metric_type, n AS r_count, sample_count AS d_count
 
 
 def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
-    """The same (user_id, metric_type) groups, with the readings' count, min, max, sum and average."""
-    summary = ctx.profile(conn).consistency
-    counts = {k: summary[k] for k in _MISMATCHES}
-    figures = {"reading_groups": summary["groups"], "missing_groups": summary["missing"],
-               "extra_groups": summary["extra"], "mismatched": counts, "relative_tolerance": REL_TOLERANCE}
+    """The same (user_id, metric_type) groups, with the readings' count, sum and average (min and max
+    too when compared group by group).
+
+    The day's profile answers for a day whose every bucket agrees with daily_metrics; the groups are
+    compared one by one only when a bucket disagrees, and that comparison is the verdict."""
+    profile = ctx.profile(conn)
+    figures = {"buckets": profile.buckets, "disagreeing_buckets": profile.disagreeing_buckets,
+               "user_buckets": USER_BUCKETS, "bucket_tolerance": BUCKET_TOLERANCE, "relative_tolerance": REL_TOLERANCE}
+    if not profile.disagreeing_buckets:
+        figures.update({"reading_groups": profile.groups, "missing_groups": 0, "extra_groups": 0,
+                        "mismatched": {k: 0 for k in MISMATCH_KINDS}, "compared": "by bucket"})
+        return CheckResult("daily_metrics_consistency", True,
+                           f"{profile.groups} groups agree with the readings in all {profile.buckets} buckets (count, "
+                           "min, max, sum, user-weighted count and sum); every group's average matches its sum and count",
+                           figures)
+    summary = compare_groups(conn, ctx.day)
+    counts = {k: summary[k] for k in MISMATCH_KINDS}
+    figures.update({"reading_groups": summary["groups"], "missing_groups": summary["missing"],
+                    "extra_groups": summary["extra"], "mismatched": counts, "compared": "group by group"})
     problems = {k: n for k, n in counts.items() if n}
     if figures["missing_groups"]:
         problems["groups missing from daily_metrics"] = figures["missing_groups"]
@@ -316,13 +210,13 @@ def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
         problems["groups without readings"] = figures["extra_groups"]
     if not problems:
         return CheckResult("daily_metrics_consistency", True,
-                           f"{figures['reading_groups']} groups match the readings' count, min, max, sum and average",
+                           f"{figures['reading_groups']} groups match the readings' count, min, max, sum and average "
+                           f"(compared one by one: {profile.disagreeing_buckets} buckets differed within rounding)",
                            figures)
-    judged, params = _judged_groups(conn)
-    condition = " OR ".join(f"bad_{k} = 1" for k in _GROUP_FLAGS)
+    condition = " OR ".join(f"bad_{k} = 1" for k in ("missing", "extra", *MISMATCH_KINDS))
     figures["examples"] = [_plain(r) for r in _rows(
-        conn, judged + f" SELECT {_EXAMPLE_COLUMNS} FROM judged WHERE {condition} "
-                       f"ORDER BY user_id, metric_type LIMIT {EXAMPLES}", day=ctx.day, **params)]
+        conn, judged_groups(conn) + f" SELECT {_EXAMPLE_COLUMNS} FROM judged WHERE {condition} "
+                                    f"ORDER BY user_id, metric_type LIMIT {EXAMPLES}", day=ctx.day)]
     listed = ", ".join(f"{k}: {n}" for k, n in problems.items())
     return CheckResult("daily_metrics_consistency", False, f"daily_metrics disagree with biometric_readings ({listed})",
                        figures)

@@ -10,7 +10,7 @@ from biometrics_core.cli import StageRun, stage_command, stage_group
 from biometrics_core.errors import ConfigError, DataQualityError, InputError
 from biometrics_core.schemas import DATABASE_SOURCE
 
-from . import checks, day, source
+from . import checks, day, profile, source
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,11 @@ def readings(run: StageRun):
                                      f"run biometrics-load readings --date {run.day} first")
                 # the clean rows of each source the extract knows are counted in the profile's scan;
                 # a source it does not know (rows no stage should have written) takes a scan of its own
-                profile = checks.day_profile(conn, run.day, sources=sorted({DATABASE_SOURCE, *extracted}))
-                facts.clean_by_source = (profile.readings_by_source if profile.sources_complete
+                day_profile = profile.day_profile(conn, run.day, sources=sorted({DATABASE_SOURCE, *extracted}))
+                facts.clean_by_source = (day_profile.readings_by_source if day_profile.sources_complete
                                          else day.clean_by_source(conn, run.day))
                 source_rows = source.source_rows(counting.result(), extracted)
-                ctx = checks.Context(run.day, facts, source_rows, extracted, min_ratio, max_ratio, profile)
+                ctx = checks.Context(run.day, facts, source_rows, extracted, min_ratio, max_ratio, day_profile)
                 results = checks.run_all(conn, ctx)
         failed = [r.name for r in results if not r.passed]
         manifest = run.manifest
