@@ -180,8 +180,8 @@ def test_a_reading_counted_for_another_user_of_its_bucket_fails_consistency(load
     users = [loaded.scalar("SELECT user_id FROM daily_metrics WHERE date = :d AND metric_type = 'steps' "
                            f"AND sample_count > 1 ORDER BY user_id LIMIT 1 OFFSET {i}", d=DAY) for i in (0, 1)]
     for user, step in zip(users, (1, -1)):
-        loaded.execute("UPDATE daily_metrics SET sample_count = sample_count + :step, sum_value = sum_value + :step * 64, "
-                       "value = (sum_value + :step * 64) / (sample_count + :step) "
+        loaded.execute("UPDATE daily_metrics SET sample_count = sample_count + :step, "
+                       "sum_value = sum_value + :step * 64, value = (sum_value + :step * 64) / (sample_count + :step) "
                        "WHERE date = :d AND metric_type = 'steps' AND user_id = :user", d=DAY, user=user, step=step)
 
     outcome = loaded.validate()

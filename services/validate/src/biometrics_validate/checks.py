@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from biometrics_core.warehouse import DAILY_METRICS_TABLE, DEAD_LETTERS_TABLE, READINGS_TABLE
 
-from .day import DayFacts, query
+from .day import DayFacts, as_int, fetch_rows, query
 from .profile import (BUCKET_TOLERANCE, MISMATCH_KINDS, REL_TOLERANCE, USER_BUCKETS, DayProfile, catalogue_cte,
                       compare_groups, day_profile, judged_groups)
 
@@ -58,14 +58,6 @@ class Context:
         if self._profile is None:
             self._profile = day_profile(conn, self.day)
         return self._profile
-
-
-def _rows(conn: sa.Connection, sql: str, **params) -> list[dict]:
-    return [dict(r._mapping) for r in conn.execute(query(sql), params)]
-
-
-def _int(value) -> int:
-    return int(value or 0)  # SUM over no rows is NULL; PostgreSQL's SUM(bigint) is numeric
 
 
 # -- reconciliation --------------------------------------------------------------------------------
@@ -121,10 +113,10 @@ def null_keys(conn: sa.Connection, ctx: Context) -> CheckResult:
         counted = [c for c in columns if c not in declared]
         if counted:
             sums = ", ".join(f"sum(CASE WHEN {c} IS NULL THEN 1 ELSE 0 END) AS {c}" for c in counted)
-            (row,) = _rows(conn, f"SELECT {sums} FROM {table} WHERE date = :day", day=ctx.day)
-            found.update({f"{table}.{c}": _int(row[c]) for c in counted})
+            (row,) = fetch_rows(conn, f"SELECT {sums} FROM {table} WHERE date = :day", day=ctx.day)
+            found.update({f"{table}.{c}": as_int(row[c]) for c in counted})
         if table in _DATED:  # a row without a date belongs to no day: look for it anywhere (the date index finds it)
-            found[f"{table}.date"] = 0 if "date" in declared else _int(conn.execute(
+            found[f"{table}.date"] = 0 if "date" in declared else as_int(conn.execute(
                 query(f"SELECT count(*) FROM {table} WHERE date IS NULL")).scalar_one())
     bad = {k: n for k, n in found.items() if n}
     detail = "no NULL keys" if not bad else "NULL keys: " + ", ".join(f"{k} ({n} rows)" for k, n in bad.items())
@@ -153,7 +145,7 @@ def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
         return CheckResult("values_in_range", True, _IN_RANGE, figures)
     cte, params = catalogue_cte()
     # NaN fails the range test too: PostgreSQL orders NaN above every number
-    rows = _rows(conn, f"""
+    rows = fetch_rows(conn, f"""
         WITH {cte}
         SELECT r.metric_type, count(*) AS readings,
             sum(CASE WHEN c.metric_type IS NULL THEN 1 ELSE 0 END) AS unknown_metric_type,
@@ -165,10 +157,10 @@ def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
         FROM {READINGS_TABLE} r LEFT JOIN catalogue c ON c.metric_type = r.metric_type
         WHERE r.date = :day
         GROUP BY r.metric_type""", day=ctx.day, **params)
-    totals = {k: sum(_int(r[k]) for r in rows) for k in _RANGE_KINDS}
-    offending = {r["metric_type"]: {k: _int(r[k]) for k in _RANGE_KINDS if _int(r[k])} for r in rows
-                 if any(_int(r[k]) for k in _RANGE_KINDS)}
-    figures = {"readings": sum(_int(r["readings"]) for r in rows), **totals,
+    totals = {k: sum(as_int(r[k]) for r in rows) for k in _RANGE_KINDS}
+    offending = {r["metric_type"]: {k: as_int(r[k]) for k in _RANGE_KINDS if as_int(r[k])} for r in rows
+                 if any(as_int(r[k]) for k in _RANGE_KINDS)}
+    figures = {"readings": sum(as_int(r["readings"]) for r in rows), **totals,
                "by_metric": dict(sorted(offending.items())[:20])}
     if not offending:
         return CheckResult("values_in_range", True, _IN_RANGE, figures)
@@ -196,8 +188,9 @@ def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
         figures.update({"reading_groups": profile.groups, "missing_groups": 0, "extra_groups": 0,
                         "mismatched": {k: 0 for k in MISMATCH_KINDS}, "compared": "by bucket"})
         return CheckResult("daily_metrics_consistency", True,
-                           f"{profile.groups} groups agree with the readings in all {profile.buckets} buckets (count, "
-                           "min, max, sum, user-weighted count and sum); every group's average matches its sum and count",
+                           f"{profile.groups} groups agree with the readings in all {profile.buckets} buckets "
+                           "(count, min, max, sum, user-weighted count and sum); every group's average matches "
+                           "its sum and count",
                            figures)
     summary = compare_groups(conn, ctx.day)
     counts = {k: summary[k] for k in MISMATCH_KINDS}
@@ -214,7 +207,7 @@ def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
                            f"(compared one by one: {profile.disagreeing_buckets} buckets differed within rounding)",
                            figures)
     condition = " OR ".join(f"bad_{k} = 1" for k in ("missing", "extra", *MISMATCH_KINDS))
-    figures["examples"] = [_plain(r) for r in _rows(
+    figures["examples"] = [_plain(r) for r in fetch_rows(
         conn, judged_groups(conn) + f" SELECT {_EXAMPLE_COLUMNS} FROM judged WHERE {condition} "
                                     f"ORDER BY user_id, metric_type LIMIT {EXAMPLES}", day=ctx.day)]
     listed = ", ".join(f"{k}: {n}" for k, n in problems.items())
@@ -258,12 +251,12 @@ def _enforcing_key(conn: sa.Connection, table: str, columns: tuple[str, ...]) ->
 def _duplicates(conn: sa.Connection, day: dt.date, table: str, columns: tuple[str, ...]) -> dict:
     keys = ", ".join(columns)
     # the window totals ride along with the first few duplicated keys: one aggregate per key
-    rows = _rows(conn, f"""
+    rows = fetch_rows(conn, f"""
         SELECT {keys}, n, count(*) OVER () AS duplicated_keys, sum(n - 1) OVER () AS surplus_rows
         FROM (SELECT {keys}, count(*) AS n FROM {table} WHERE date = :day GROUP BY {keys} HAVING count(*) > 1) dup
         ORDER BY {keys} LIMIT {EXAMPLES}""", day=day)
-    found = {"duplicated_keys": _int(rows[0]["duplicated_keys"]) if rows else 0,
-             "surplus_rows": _int(rows[0]["surplus_rows"]) if rows else 0}
+    found = {"duplicated_keys": as_int(rows[0]["duplicated_keys"]) if rows else 0,
+             "surplus_rows": as_int(rows[0]["surplus_rows"]) if rows else 0}
     if rows:
         found["examples"] = [_plain({c: r[c] for c in (*columns, "n")}) for r in rows]
     return found
@@ -295,7 +288,7 @@ def volume(conn: sa.Connection, ctx: Context) -> CheckResult:
     their readings: one row per (user, metric) instead of a week of readings read every day, and
     each day's own validate proved its sample counts equal to its readings."""
     since = ctx.day - dt.timedelta(days=VOLUME_HISTORY_DAYS)
-    history = {str(r["date"]): _int(r["n"]) for r in _rows(
+    history = {str(r["date"]): as_int(r["n"]) for r in fetch_rows(
         conn, f"SELECT date, sum(sample_count) AS n FROM {DAILY_METRICS_TABLE} WHERE date >= :since AND date < :day "
               "GROUP BY date HAVING sum(sample_count) > 0 ORDER BY date", since=since, day=ctx.day)}
     today = ctx.facts.clean

@@ -26,6 +26,14 @@ def query(sql: str) -> sa.TextClause:
     return clause.bindparams(*dates) if dates else clause
 
 
+def fetch_rows(conn: sa.Connection, sql: str, **params) -> list[dict]:
+    return [dict(r._mapping) for r in conn.execute(query(sql), params)]
+
+
+def as_int(value) -> int:
+    return int(value or 0)  # SUM over no rows is NULL; PostgreSQL's SUM(bigint) is numeric
+
+
 def require_schema(engine: Engine) -> None:
     if engine.dialect.name == "sqlite" and engine.dialect.dbapi.sqlite_version_info < (3, 39):
         raise ConfigError(f"SQLite {engine.dialect.dbapi.sqlite_version} is too old for validate: "

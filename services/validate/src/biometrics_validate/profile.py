@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from biometrics_core.catalogue import METRICS
 from biometrics_core.warehouse import DAILY_METRICS_TABLE, READINGS_TABLE
 
-from .day import query
+from .day import as_int, fetch_rows
 
 # sums and averages of floats depend on the order of addition (DuckDB adds in parallel, the
 # warehouse in scan order): a group's sum and average match within this relative tolerance;
@@ -45,14 +45,6 @@ USER_BUCKETS = 256
 _USER_WEIGHT = "CAST((user_id % 65521) * 40503 % 65521 + 1 AS INTEGER)"
 
 log = logging.getLogger(__name__)
-
-
-def _rows(conn: sa.Connection, sql: str, **params) -> list[dict]:
-    return [dict(r._mapping) for r in conn.execute(query(sql), params)]
-
-
-def _int(value) -> int:
-    return int(value or 0)  # SUM over no rows is NULL; PostgreSQL's SUM(bigint) is numeric
 
 
 def catalogue_cte() -> tuple[str, dict]:
@@ -114,7 +106,7 @@ def day_profile(conn: sa.Connection, day: dt.date, sources: Sequence[str] = ()) 
     from_sources = "".join(f", sum(CASE WHEN source = :source{i} THEN 1 ELSE 0 END) AS from_{i}"
                            for i in range(len(sources)))
     sums = "".join(f", sum(b.from_{i}) AS from_{i}" for i in range(len(sources)))
-    rows = _rows(conn, f"""
+    rows = fetch_rows(conn, f"""
         WITH {catalogue}, r AS (
             SELECT metric_type, {bucket} AS bucket, count(*) AS n, count(value) AS valued,
                    min(value) AS lo, max(value) AS hi, sum(value) AS total,
@@ -126,8 +118,8 @@ def day_profile(conn: sa.Connection, day: dt.date, sources: Sequence[str] = ()) 
                    min(min_value) AS lo, max(max_value) AS hi, sum(sum_value) AS total,
                    sum(sample_count * {_USER_WEIGHT}) AS weighted_n, sum(sum_value * {_USER_WEIGHT}) AS weighted_total,
                    -- a row's own figures: its average from its sum and count
-                   sum(CASE WHEN sample_count > 0 AND min_value <= max_value AND {_close("value", "sum_value / sample_count")}
-                            THEN 0 ELSE 1 END) AS bad_rows
+                   sum(CASE WHEN sample_count > 0 AND min_value <= max_value
+                                 AND {_close("value", "sum_value / sample_count")} THEN 0 ELSE 1 END) AS bad_rows
             FROM {DAILY_METRICS_TABLE} WHERE date = :day GROUP BY metric_type, {bucket}
         ), b AS (
             SELECT coalesce(r.metric_type, d.metric_type) AS metric_type, r.n, r.valued, r.lo, r.hi,
@@ -144,12 +136,12 @@ def day_profile(conn: sa.Connection, day: dt.date, sources: Sequence[str] = ()) 
                sum(b.disagrees) AS disagreeing_buckets{sums}
         FROM b LEFT JOIN catalogue c ON c.metric_type = b.metric_type
         GROUP BY b.metric_type""", day=day, **params)
-    by_metric = {r["metric_type"]: {k: _int(r[k]) for k in ("groups", "readings", "null_values", "other_unit",
-                                                           "known", "buckets_out_of_range")} for r in rows}
-    by_source = {source: sum(_int(r[f"from_{i}"]) for r in rows) for i, source in enumerate(sources)}
+    by_metric = {r["metric_type"]: {k: as_int(r[k]) for k in ("groups", "readings", "null_values", "other_unit",
+                                                             "known", "buckets_out_of_range")} for r in rows}
+    by_source = {source: sum(as_int(r[f"from_{i}"]) for r in rows) for i, source in enumerate(sources)}
     profile = DayProfile(by_metric, groups=sum(m["groups"] for m in by_metric.values()),
-                         buckets=sum(_int(r["buckets"]) for r in rows),
-                         disagreeing_buckets=sum(_int(r["disagreeing_buckets"]) for r in rows),
+                         buckets=sum(as_int(r["buckets"]) for r in rows),
+                         disagreeing_buckets=sum(as_int(r["disagreeing_buckets"]) for r in rows),
                          readings_by_source={source: n for source, n in by_source.items() if n})
     log.info("aggregated the day's readings: %d readings in %d buckets (%d disagree with daily_metrics) in %.1f s",
              profile.readings, profile.buckets, profile.disagreeing_buckets, time.monotonic() - started)
@@ -207,7 +199,7 @@ def compare_groups(conn: sa.Connection, day: dt.date) -> dict[str, int]:
     daily_metrics), ``extra`` (without readings) and the groups with each kind of mismatch."""
     started = time.monotonic()
     sums = ", ".join(f"sum(bad_{k}) AS {k}" for k in _GROUP_FLAGS)
-    (row,) = _rows(conn, judged_groups(conn) + f" SELECT count(n) AS groups, {sums} FROM judged", day=day)
-    found = {k: _int(v) for k, v in row.items()}
+    (row,) = fetch_rows(conn, judged_groups(conn) + f" SELECT count(n) AS groups, {sums} FROM judged", day=day)
+    found = {k: as_int(v) for k, v in row.items()}
     log.info("compared the day's %d groups one by one in %.1f s", found["groups"], time.monotonic() - started)
     return found
