@@ -24,7 +24,7 @@ from biometrics_core.warehouse import DAILY_METRICS_TABLE, DEAD_LETTERS_TABLE, R
 
 from .day import DayFacts, as_int, fetch_rows, query
 from .profile import (BUCKET_TOLERANCE, MISMATCH_KINDS, REL_TOLERANCE, USER_BUCKETS, DayProfile, catalogue_cte,
-                      compare_groups, day_profile, judged_groups)
+                      compare_groups, day_profile)
 
 VOLUME_HISTORY_DAYS = 7
 EXAMPLES = 5
@@ -169,12 +169,6 @@ def values_in_range(conn: sa.Connection, ctx: Context) -> CheckResult:
 
 
 # -- daily_metrics against biometric_readings ------------------------------------------------------
-# an example shows both sides of a group: readings (r_) and daily_metrics (d_)
-_EXAMPLE_COLUMNS = ("user_id, metric_type, n AS r_count, sample_count AS d_count, lo AS r_min, "
-                    "min_value AS d_min, hi AS r_max, max_value AS d_max, total AS r_sum, sum_value AS d_sum, "
-                    "mean AS r_avg, value AS d_avg")
-
-
 def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
     """The same (user_id, metric_type) groups, with the readings' count, sum and average (min and max
     too when compared group by group).
@@ -192,7 +186,7 @@ def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
                            "(count, min, max, sum, user-weighted count and sum); every group's average matches "
                            "its sum and count",
                            figures)
-    summary = compare_groups(conn, ctx.day)
+    summary, examples = compare_groups(conn, ctx.day, EXAMPLES)
     counts = {k: summary[k] for k in MISMATCH_KINDS}
     figures.update({"reading_groups": summary["groups"], "missing_groups": summary["missing"],
                     "extra_groups": summary["extra"], "mismatched": counts, "compared": "group by group"})
@@ -206,10 +200,7 @@ def daily_metrics_consistency(conn: sa.Connection, ctx: Context) -> CheckResult:
                            f"{figures['reading_groups']} groups match the readings' count, min, max, sum and average "
                            f"(compared one by one: {profile.disagreeing_buckets} buckets differed within rounding)",
                            figures)
-    condition = " OR ".join(f"bad_{k} = 1" for k in ("missing", "extra", *MISMATCH_KINDS))
-    figures["examples"] = [_plain(r) for r in fetch_rows(
-        conn, judged_groups(conn) + f" SELECT {_EXAMPLE_COLUMNS} FROM judged WHERE {condition} "
-                                    f"ORDER BY user_id, metric_type LIMIT {EXAMPLES}", day=ctx.day)]
+    figures["examples"] = [_plain(r) for r in examples]
     listed = ", ".join(f"{k}: {n}" for k, n in problems.items())
     return CheckResult("daily_metrics_consistency", False, f"daily_metrics disagree with biometric_readings ({listed})",
                        figures)

@@ -81,7 +81,6 @@ class DayProfile:
     """The day's readings per metric type (from their buckets), how many buckets disagree with
     daily_metrics, and the readings of each source the profile was asked to count."""
     by_metric: dict[str, dict]
-    groups: int                 # daily_metrics' groups of the day
     buckets: int                # (metric type, user bucket) pairs on either side
     disagreeing_buckets: int
     readings_by_source: dict[str, int] = field(default_factory=dict)
@@ -89,6 +88,11 @@ class DayProfile:
     @property
     def readings(self) -> int:
         return sum(m["readings"] for m in self.by_metric.values())
+
+    @property
+    def groups(self) -> int:
+        """daily_metrics' groups of the day."""
+        return sum(m["groups"] for m in self.by_metric.values())
 
     @property
     def sources_complete(self) -> bool:
@@ -139,8 +143,7 @@ def day_profile(conn: sa.Connection, day: dt.date, sources: Sequence[str] = ()) 
     by_metric = {r["metric_type"]: {k: as_int(r[k]) for k in ("groups", "readings", "null_values", "other_unit",
                                                              "known", "buckets_out_of_range")} for r in rows}
     by_source = {source: sum(as_int(r[f"from_{i}"]) for r in rows) for i, source in enumerate(sources)}
-    profile = DayProfile(by_metric, groups=sum(m["groups"] for m in by_metric.values()),
-                         buckets=sum(as_int(r["buckets"]) for r in rows),
+    profile = DayProfile(by_metric, buckets=sum(as_int(r["buckets"]) for r in rows),
                          disagreeing_buckets=sum(as_int(r["disagreeing_buckets"]) for r in rows),
                          readings_by_source={source: n for source, n in by_source.items() if n})
     log.info("aggregated the day's readings: %d readings in %d buckets (%d disagree with daily_metrics) in %.1f s",
@@ -160,7 +163,7 @@ MISMATCH_KINDS = tuple(_MISMATCHES)
 _GROUP_FLAGS = ("missing", "extra", *_MISMATCHES)
 
 
-def judged_groups(conn: sa.Connection) -> str:
+def _judged_groups(conn: sa.Connection) -> str:
     """``WITH … judged``: every (user_id, metric_type) group of the day from either side, the readings'
     count, min, max and sum beside daily_metrics' figures, and a 0/1 flag per kind of disagreement.
     One scan of the readings; one FULL JOIN finds the groups missing on either side in the same pass
@@ -181,7 +184,7 @@ def judged_groups(conn: sa.Connection) -> str:
         ), d AS (
             SELECT user_id, metric_type, sample_count, min_value, max_value, sum_value, value
             FROM {DAILY_METRICS_TABLE} WHERE date = :day
-        ), judged AS (
+        ), judged AS MATERIALIZED (
             -- the mean as total / n: avg() would keep a costlier state per group for the same figure
             SELECT coalesce(r.user_id, d.user_id) AS user_id,
                    coalesce(r.metric_type, d.metric_type) AS metric_type,
@@ -194,12 +197,28 @@ def judged_groups(conn: sa.Connection) -> str:
         )"""
 
 
-def compare_groups(conn: sa.Connection, day: dt.date) -> dict[str, int]:
+# an example shows both sides of a group: readings (r_) and daily_metrics (d_)
+_EXAMPLE_COLUMNS = ("user_id", "metric_type", "n AS r_count", "sample_count AS d_count", "lo AS r_min",
+                    "min_value AS d_min", "hi AS r_max", "max_value AS d_max", "total AS r_sum", "sum_value AS d_sum",
+                    "mean AS r_avg", "value AS d_avg")
+
+
+def compare_groups(conn: sa.Connection, day: dt.date, examples: int) -> tuple[dict[str, int], list[dict]]:
     """The day's groups compared one by one: ``groups`` (of the readings), ``missing`` (from
-    daily_metrics), ``extra`` (without readings) and the groups with each kind of mismatch."""
+    daily_metrics), ``extra`` (without readings) and the groups with each kind of mismatch, with the
+    first ``examples`` disagreeing groups. One statement: ``judged`` is computed once for both."""
     started = time.monotonic()
     sums = ", ".join(f"sum(bad_{k}) AS {k}" for k in _GROUP_FLAGS)
-    (row,) = fetch_rows(conn, judged_groups(conn) + f" SELECT count(n) AS groups, {sums} FROM judged", day=day)
-    found = {k: as_int(v) for k, v in row.items()}
+    disagrees = " OR ".join(f"bad_{k} = 1" for k in _GROUP_FLAGS)
+    names = [column.split(" AS ")[-1] for column in _EXAMPLE_COLUMNS]
+    rows = fetch_rows(conn, _judged_groups(conn) + f"""
+        , summary AS (SELECT count(n) AS groups, {sums} FROM judged),
+        examples AS (SELECT {", ".join(_EXAMPLE_COLUMNS)} FROM judged WHERE {disagrees}
+                     ORDER BY user_id, metric_type LIMIT {int(examples)})
+        SELECT summary.*, {", ".join(f"examples.{n}" for n in names)}
+        FROM summary LEFT JOIN examples ON 1 = 1 ORDER BY examples.user_id, examples.metric_type""", day=day)
+    found = {k: as_int(rows[0][k]) for k in ("groups", *_GROUP_FLAGS)}
+    # a group's key is never NULL: a row without one is the summary alone (no group disagrees)
+    shown = [{n: r[n] for n in names} for r in rows if r["user_id"] is not None]
     log.info("compared the day's %d groups one by one in %.1f s", found["groups"], time.monotonic() - started)
-    return found
+    return found, shown
