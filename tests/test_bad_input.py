@@ -111,6 +111,18 @@ def test_malformed_vendor_file(name, content, expected, tmp_path, sqlite_source)
     assert sorted(p.name for p in staging.iterdir()) == ["inbox"]  # nothing written
 
 
+def test_a_vendor_folder_with_the_database_source_name(tmp_path, sqlite_source):
+    staging = tmp_path / "staging"
+    folder = staging / "inbox" / "database" / str(DAY)
+    folder.mkdir(parents=True)
+    (folder / "readings.csv").write_text("reading_id,user_id,device_id,metric_type,value,unit,created_at\n"
+                                         "1,2,d,heart_rate,70,bpm,2026-01-05T10:00:00Z\n")
+    result = run_stage("extract", "readings", "--date", str(DAY), "--staging-path", f"file://{staging}",
+                       env={"BIOMETRICS_DB_URL": sqlite_source}, check=False)
+    _one_line_error(result, "vendor folder", "'database'", "rename")
+    assert sorted(p.name for p in staging.iterdir()) == ["inbox"]  # nothing written
+
+
 def test_source_without_the_table(tmp_path):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     import sqlite3

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from biometrics_core.errors import InputError
-from biometrics_core.schemas import READINGS
+from biometrics_core.schemas import DATABASE_SOURCE, READINGS
 from biometrics_core.staging import Staging
 
 REQUIRED = ("reading_id", "user_id", "device_id", "metric_type", "value", "unit", "created_at")
@@ -152,6 +152,10 @@ def read_inbox(inbox: Staging, day: dt.date) -> list[VendorFile]:
     for vendor in inbox.list_dirs(""):
         for rel in inbox.list_files(f"{vendor}/{day.isoformat()}"):
             uri = inbox.uri(rel)
+            if vendor == DATABASE_SOURCE:
+                # its records would pass for the application database's, whose ids are not checked
+                raise InputError(f"vendor folder {inbox.uri(vendor)} has the application database's source name "
+                                 f"'{DATABASE_SOURCE}': rename the vendor's folder")
             if not rel.endswith(SUFFIXES):
                 raise InputError(f"malformed vendor file {uri}: unsupported file type (use .csv or .jsonl)")
             try:
