@@ -43,8 +43,8 @@ def job(postgres_server, s3_endpoint, tmp_path_factory):
 def test_warehouse_matches_an_independent_computation(job):
     records = source_records(job["source_url"], DAY, job["generated"].vendors)
     reference = assert_warehouse_matches(job["warehouse_url"], DAY, records)
-    assert set(reference.reject_counts()) >= {"unknown_unit", "unknown_metric_type", "missing_value",
-                                              "out_of_range", "duplicate", "outside_data_day"}
+    assert set(reference.reject_counts()) >= {"unknown_unit", "unknown_metric_type", "missing_value", "out_of_range",
+                                              "conflicting_reading_id", "duplicate", "outside_data_day"}
     engine = sa.create_engine(job["warehouse_url"])
     with engine.connect() as conn:
         stages = conn.execute(sa.text("SELECT DISTINCT stage FROM etl_runs WHERE date = :d"), {"d": DAY}).scalars()

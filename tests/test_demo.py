@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 
+from biometrics_testkit import sample
+from biometrics_testkit.compare import assert_warehouse_matches, source_records
 from biometrics_testkit.harness import script
 
 
@@ -15,9 +18,14 @@ def test_demo_runs_the_five_stages_and_summarises(tmp_path):
     text = proc.stdout
     for stage in ("extract", "transform", "load", "validate", "backup"):
         assert f"  {stage}" in text
-    for reason in ("duplicate", "missing_value", "out_of_range", "outside_data_day", "unknown_metric_type",
-                   "unknown_unit"):
+    for reason in ("conflicting_reading_id", "duplicate", "missing_value", "out_of_range", "outside_data_day",
+                   "unknown_metric_type", "unknown_unit"):
         assert f"{reason}=" in text, reason
     assert "checks passed: 6/6" in text
     assert (out / "warehouse.db").exists()
     assert list((out / "staging").rglob("backups/2026-01-05/*"))
+    # the SQLite warehouse as the independent reference computes it from the demo's (seeded) sample day
+    day = dt.date(2026, 1, 5)
+    records = source_records(f"sqlite:///{out / 'app.db'}", day, sample.generate_day(day, users=300).vendors)
+    reference = assert_warehouse_matches(f"sqlite:///{out / 'warehouse.db'}", day, records)
+    assert reference.reject_counts()["conflicting_reading_id"] == 2

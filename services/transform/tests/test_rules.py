@@ -128,6 +128,69 @@ def test_a_broken_record_never_pushes_out_a_good_duplicate(tmp_path):
     assert set(clean) == {2} and dead[1]["reason"] == "missing_value"
 
 
+def outcomes(tmp_path):
+    """The transform's outcomes by (source, reading_id): the clean keys, and every dead letter in a list
+    (a repeated id can have several)."""
+    staging = tmp_path / "staging"
+    clean = {(r["source"], r["reading_id"]) for r in pq.read_table(staging / schemas.TRANSFORM_READINGS).to_pylist()}
+    dead = sorted((r["source"], int(r["source_record_id"]), r["reason"], r["detail"])
+                  for r in pq.read_table(staging / schemas.TRANSFORM_DEAD_LETTERS).to_pylist())
+    return clean, dead
+
+
+def test_a_vendor_id_given_to_two_readings_sets_both_aside(tmp_path):
+    records = [reading(1, device="a", source="acme"), reading(1, device="b", source="acme"),
+               reading(1, device="a"),                      # the database's id 1: another source, no conflict
+               reading(2, device="c", source="acme"), reading(1, device="a", source="fitco")]
+    manifest, *_ = transform(tmp_path, records)
+    clean, dead = outcomes(tmp_path)
+    assert clean == {("database", 1), ("acme", 2)}
+    assert [d[:3] for d in dead] == [("acme", 1, "conflicting_reading_id"), ("acme", 1, "conflicting_reading_id"),
+                                     ("fitco", 1, "duplicate")]
+    assert dead[0][3] == ("reading_id 1 of acme names 2 records of the day that differ in "
+                          "(user_id, device_id, metric_type, created_at): none is kept")
+    assert dead[2][3].startswith("duplicate of database:1 ")
+    assert manifest["rows_rejected"] == {"conflicting_reading_id": 2, "duplicate": 1}
+
+
+def test_a_conflicting_id_is_found_across_vendor_files(tmp_path):
+    records = [reading(7, device="a", source="acme"), reading(7, device="b", source="acme"),
+               reading(7, device="c", source="acme"), reading(8, device="d", source="acme")]
+    transform(tmp_path, records, files=2)
+    clean, dead = outcomes(tmp_path)
+    assert clean == {("acme", 8)}
+    assert [d[:3] for d in dead] == [("acme", 7, "conflicting_reading_id")] * 3
+    assert "names 3 records" in dead[0][3]
+
+
+def test_a_vendor_record_sent_twice_is_a_duplicate_not_a_conflict(tmp_path):
+    records = [reading(3, source="acme"), reading(3, source="acme")]
+    manifest, *_ = transform(tmp_path, records)
+    clean, dead = outcomes(tmp_path)
+    assert clean == {("acme", 3)}
+    assert [d[:3] for d in dead] == [("acme", 3, "duplicate")]
+    assert manifest["rows_in"] == 2 and manifest["rows_out"] == 1
+
+
+def test_a_broken_copy_of_a_vendor_id_is_no_conflict(tmp_path):
+    # the rules come first: the broken record is rejected for itself and the good one is kept
+    records = [reading(4, device="a", value=None, source="acme"), reading(4, device="b", source="acme")]
+    transform(tmp_path, records)
+    clean, dead = outcomes(tmp_path)
+    assert clean == {("acme", 4)}
+    assert [d[:3] for d in dead] == [("acme", 4, "missing_value")]
+
+
+def test_a_conflicting_record_never_pushes_out_a_good_duplicate(tmp_path):
+    # acme:1 (device a) and acme:9 share a natural key; acme:1 is ambiguous, so acme:9 is the reading kept
+    records = [reading(1, device="a", source="acme"), reading(1, device="b", source="acme"),
+               reading(9, device="a", source="acme")]
+    transform(tmp_path, records)
+    clean, dead = outcomes(tmp_path)
+    assert clean == {("acme", 9)}
+    assert [d[:3] for d in dead] == [("acme", 1, "conflicting_reading_id")] * 2
+
+
 def test_same_key_in_converted_units_is_a_duplicate(tmp_path):
     records = [reading(5, "sleep_minutes", 7.0, "hours"), reading(6, "sleep_minutes", 420.0, "minutes")]
     _, clean, dead, _ = transform(tmp_path, records)

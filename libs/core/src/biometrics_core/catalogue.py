@@ -29,8 +29,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("blood_glucose", "mg_dl", 20, 600, {"mmol_l": (0.0, 18.016)}),
 )}
 
-REJECT_REASONS = ("unknown_metric_type", "unknown_unit", "missing_value", "out_of_range", "duplicate",
-                  "outside_data_day")
+# in the order the transform applies them: a record is rejected with the first it breaks
+REJECT_REASONS = ("outside_data_day", "unknown_metric_type", "unknown_unit", "missing_value", "out_of_range",
+                  "conflicting_reading_id", "duplicate")
 
 
 def unit_rows() -> list[tuple[str, str, float, float, str, float, float]]:

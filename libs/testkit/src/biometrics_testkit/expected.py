@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 # metric -> canonical unit, {accepted unit: converter}, low, high
@@ -28,13 +28,14 @@ _RULES = {
 @dataclass
 class Expected:
     clean: dict[tuple[str, int], dict] = field(default_factory=dict)        # (source, reading_id) -> row
-    rejected: dict[tuple[str, int], str] = field(default_factory=dict)      # (source, reading_id) -> reason
+    # ((source, reading_id), reason) -> how many records: a vendor can repeat an id
+    rejected: Counter[tuple[tuple[str, int], str]] = field(default_factory=Counter)
     daily_metrics: dict[tuple[int, str], tuple[float, float, float, float, int]] = field(default_factory=dict)
 
     def reject_counts(self) -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)
-        for reason in self.rejected.values():
-            counts[reason] += 1
+        for (_key, reason), records in self.rejected.items():
+            counts[reason] += records
         return dict(counts)
 
 
@@ -62,38 +63,47 @@ def compute(day: dt.date, records: list[dict]) -> Expected:
         rule = _RULES.get(r["metric_type"])
         value = r["value"]
         if not (start <= created < end):
-            out.rejected[key] = "outside_data_day"
+            out.rejected[key, "outside_data_day"] += 1
             continue
         if rule is None:
-            out.rejected[key] = "unknown_metric_type"
+            out.rejected[key, "unknown_metric_type"] += 1
             continue
         canonical, others, low, high = rule
         unit = r["unit"] if r["unit"] not in (None, "") else canonical
         if unit != canonical and unit not in others:
-            out.rejected[key] = "unknown_unit"
+            out.rejected[key, "unknown_unit"] += 1
             continue
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            out.rejected[key] = "missing_value"
+            out.rejected[key, "missing_value"] += 1
             continue
         value = float(value)
         if unit != canonical:
             value = others[unit](value)
         if not (low <= value <= high):
-            out.rejected[key] = "out_of_range"
+            out.rejected[key, "out_of_range"] += 1
             continue
         candidates.append((key, r, value, created, canonical))
-    # duplicates among the valid readings: keep the lowest reading_id (database before vendors on ties)
+    # a vendor id given to readings with different natural keys: all of them rejected, none guessed
+    # (the database's ids are its primary key)
+    natural_keys: dict[tuple[str, int], set] = defaultdict(set)
+    for key, r, _value, created, _unit in candidates:
+        if key[0] != "database":
+            natural_keys[key].add((int(r["user_id"]), r["device_id"], r["metric_type"], created))
+    conflicting = {key for key, keys in natural_keys.items() if len(keys) > 1}
+    for cand in [c for c in candidates if c[0] in conflicting]:
+        out.rejected[cand[0], "conflicting_reading_id"] += 1
+    # duplicates among the rest: keep the lowest reading_id (database before vendors on ties)
     best: dict[tuple, tuple] = {}
-    for cand in candidates:
+    for cand in [c for c in candidates if c[0] not in conflicting]:
         key, r, _value, created, _unit = cand
         dkey = (int(r["user_id"]), r["device_id"], r["metric_type"], created)
         rank = (key[1], key[0] != "database", key[0])
         if dkey not in best or rank < best[dkey][0]:
             if dkey in best:
-                out.rejected[best[dkey][1][0]] = "duplicate"
+                out.rejected[best[dkey][1][0], "duplicate"] += 1
             best[dkey] = (rank, cand)
         else:
-            out.rejected[key] = "duplicate"
+            out.rejected[key, "duplicate"] += 1
     groups: dict[tuple[int, str], list[float]] = defaultdict(list)
     for _rank, (key, r, value, created, unit) in best.values():
         out.clean[key] = {"user_id": int(r["user_id"]), "device_id": r["device_id"],

@@ -154,6 +154,19 @@ def _boundary_rows(day: dt.date, first_id: int) -> pa.Table:
     }, schema=SOURCE_SCHEMA)
 
 
+def _repeated_ids(day: dt.date, first_id: int) -> pa.Table:
+    """A vendor's repeated ids: one given to two different readings (both must end in the dead-letter
+    queue), and one record sent twice (one copy kept, the other a duplicate)."""
+    noon = dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
+
+    def record(reading_id: int, device: str) -> dict:
+        return {"reading_id": reading_id, "user_id": 950_000, "device_id": device, "metric_type": "heart_rate",
+                "value": 64.0, "unit": "bpm", "created_at": noon, "ingested_at": noon + dt.timedelta(minutes=1)}
+    rows = [record(first_id, "dev-repeat-a"), record(first_id, "dev-repeat-b"),
+            record(first_id + 1, "dev-repeat-c"), record(first_id + 1, "dev-repeat-c")]
+    return pa.Table.from_pylist(rows, schema=SOURCE_SCHEMA)
+
+
 def generate_day(day: dt.date, *, users: int = 3000, readings_per_user: int = 30, seed: int = 42,
                  vendor_rows: int = 400) -> SampleDay:
     n = users * readings_per_user
@@ -165,10 +178,11 @@ def generate_day(day: dt.date, *, users: int = 3000, readings_per_user: int = 30
     stray = acme.slice(0, 1).to_pylist()[0]
     stray.update(reading_id=vendor_rows + 1, created_at=dt.datetime.combine(
         day - dt.timedelta(days=1), dt.time(23, 30), tzinfo=dt.timezone.utc))
+    fitco = generate_readings(day, vendor_rows // 2, seed=seed + 2, users=max(1, users // 10),
+                              first_id=5_000_000, bad_fraction=0.02)
     vendors = {
         "acme": pa.concat_tables([acme, pa.Table.from_pylist([stray], schema=SOURCE_SCHEMA)]),
-        "fitco": generate_readings(day, vendor_rows // 2, seed=seed + 2, users=max(1, users // 10),
-                                   first_id=5_000_000, bad_fraction=0.02),
+        "fitco": pa.concat_tables([fitco, _repeated_ids(day, 5_900_000)]),
     }
     return SampleDay(day, pa.concat_tables([main, edges]), vendors)
 

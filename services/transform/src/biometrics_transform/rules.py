@@ -2,8 +2,9 @@
 
 Every input row gets exactly one outcome: clean, or rejected with a reason (the first rule it
 breaks, in the order of ``REJECT_REASONS``), so clean + rejected always equals the input.
-Duplicates are looked for among the rows that pass the other rules, so a broken record never
-pushes out a good one.
+Among the rows that pass the other rules, a vendor's reading_id given to two different readings
+sets all of them aside (``conflicting_reading_id``), then duplicates of a natural key lose to the
+lowest reading_id (``duplicate``), so a broken or ambiguous record never pushes out a good one.
 
 The rules are evaluated on every staged row once per output that needs every row (the clean
 readings, the dead letters). Finding the duplicates reads the staged rows twice more, the first
@@ -19,6 +20,7 @@ import duckdb
 
 from biometrics_core.catalogue import unit_rows
 from biometrics_core.dates import day_window
+from biometrics_core.schemas import DATABASE_SOURCE
 
 # The rules as a SELECT over a relation of staged rows: every column, the canonical value and unit,
 # and the first rule the row breaks (NULL for a clean row).
@@ -45,9 +47,26 @@ FROM src
 # exactly by it (the two must be the same columns)
 _DUPLICATE_KEY = "user_id, device_id, metric_type, created_at"
 _KEY_HASH = f"hash({_DUPLICATE_KEY})"
+_VENDOR_ROW = f"source <> '{DATABASE_SOURCE}'"
 
 _CLASSIFY = f"""
 CREATE VIEW judged AS {_JUDGE.format(rows="staged")};
+
+-- A reading_id names one reading of its source. The application database's primary key guarantees
+-- it for the database's rows; a vendor file guarantees nothing, and the warehouse's key (reading_id,
+-- source, date) would refuse the whole day. A vendor id given to two different readings of the day
+-- (two natural keys, among the records that pass the rules) is ambiguous: each of its records becomes
+-- a dead letter and none is guessed into the warehouse. Only vendor rows are looked at (a day's
+-- vendor records are few; the database's ten million are skipped by the parquet statistics of their
+-- files).
+CREATE TEMP TABLE vendor_passed AS
+SELECT source, reading_id, {_DUPLICATE_KEY}, file_index, file_row_number
+FROM ({_JUDGE.format(rows=f"(SELECT * FROM staged WHERE {_VENDOR_ROW})")})
+WHERE rule_reason IS NULL;
+
+CREATE TEMP TABLE conflicting_ids AS
+SELECT source, reading_id, count(*) AS records FROM vendor_passed
+GROUP BY source, reading_id HAVING count(DISTINCT ({_DUPLICATE_KEY})) > 1;
 
 -- Duplicates are rare (about 1 % of a day). One streaming aggregate over a 64-bit hash of the key
 -- finds the candidate keys; only the candidate rows are then judged and ranked exactly (a hash
@@ -62,17 +81,26 @@ SELECT {_KEY_HASH} AS h FROM staged GROUP BY 1 HAVING count(*) > 1;
 CREATE VIEW dup_candidates AS
 {_JUDGE.format(rows=f"(SELECT * FROM staged WHERE {_KEY_HASH} IN (SELECT h FROM dup_hashes))")};
 
--- the duplicates that lose to another clean row of their key (about 1 % of a day), with the one
--- kept: only rows that pass the other rules are ranked, so a broken record never pushes out a good one
-CREATE TEMP TABLE dup_losers AS
-SELECT file_index, file_row_number, kept_record FROM (
+-- The rows that pass the rules but are set aside, with their reason and detail (about 1 % of a
+-- day): the records of a conflicting id, then the duplicates that lose to another clean row of
+-- their key. Only rows that pass the rules (and whose id is not in conflict) are ranked, so a broken
+-- or ambiguous record never pushes out a good one; a tie on the id goes to the first staged row.
+CREATE TEMP TABLE set_aside AS
+SELECT v.file_index, v.file_row_number, 'conflicting_reading_id' AS reason,
+       'reading_id ' || v.reading_id || ' of ' || v.source || ' names ' || c.records
+       || ' records of the day that differ in ({_DUPLICATE_KEY}): none is kept' AS detail
+FROM vendor_passed v JOIN conflicting_ids c USING (source, reading_id)
+UNION ALL
+SELECT file_index, file_row_number, 'duplicate',
+       'duplicate of ' || kept_record || ' (same {_DUPLICATE_KEY})' FROM (
     SELECT file_index, file_row_number,
            row_number() OVER w AS dup_rank,
            first_value(source || ':' || reading_id) OVER w AS kept_record
     FROM dup_candidates
     WHERE rule_reason IS NULL
+      AND (source, reading_id) NOT IN (SELECT (source, reading_id) FROM conflicting_ids)
     WINDOW w AS (PARTITION BY {_DUPLICATE_KEY}
-                 ORDER BY reading_id, source <> 'database', source)
+                 ORDER BY reading_id, {_VENDOR_ROW}, source, file_index, file_row_number)
 ) WHERE dup_rank > 1;
 """
 
@@ -81,7 +109,7 @@ SELECT $day::DATE AS date, source, reading_id, user_id, device_id, metric_type,
        canonical_value AS value, canonical_unit AS unit, created_at, ingested_at
 FROM judged j
 WHERE rule_reason IS NULL
-  AND NOT EXISTS (SELECT 1 FROM dup_losers d WHERE d.file_row_number = j.file_row_number AND d.file_index = j.file_index)
+  AND NOT EXISTS (SELECT 1 FROM set_aside d WHERE d.file_row_number = j.file_row_number AND d.file_index = j.file_index)
 """
 
 # from the clean output just written: a fraction of the bytes, no rule evaluated twice. In the
@@ -105,8 +133,8 @@ SELECT $day::DATE AS date, 'transform' AS stage, source, CAST(reading_id AS VARC
                      'metric_type', metric_type, 'value', {_JSON_VALUE}, 'unit', unit,
                      'created_at', {_ISO.format(col='created_at')},
                      'ingested_at', {_ISO.format(col='ingested_at')}, 'source', source) AS VARCHAR) AS record,
-    coalesce(rule_reason, 'duplicate') AS reason,
-    CASE coalesce(rule_reason, 'duplicate')
+    coalesce(rule_reason, d.reason) AS reason,
+    CASE rule_reason
         WHEN 'outside_data_day' THEN 'created_at ' || {_ISO.format(col='created_at')} || ' is not on ' || $day
         WHEN 'unknown_metric_type' THEN 'metric_type ''' || metric_type || ''' is not in the catalogue'
         WHEN 'unknown_unit' THEN 'unit ''' || unit_in || ''' is not accepted for ' || metric_type
@@ -114,10 +142,10 @@ SELECT $day::DATE AS date, 'transform' AS stage, source, CAST(reading_id AS VARC
         WHEN 'missing_value' THEN CASE WHEN value IS NULL THEN 'value is NULL' ELSE 'value is NaN' END
         WHEN 'out_of_range' THEN 'value ' || CAST(canonical_value AS VARCHAR) || ' ' || canonical_unit
                                  || ' is outside [' || CAST(low AS VARCHAR) || ', ' || CAST(high AS VARCHAR) || ']'
-        ELSE 'duplicate of ' || kept_record || ' (same {_DUPLICATE_KEY})'
+        ELSE d.detail
     END AS detail,
     $now::TIMESTAMPTZ AS created_at
-FROM judged j LEFT JOIN dup_losers d ON d.file_row_number = j.file_row_number AND d.file_index = j.file_index
+FROM judged j LEFT JOIN set_aside d ON d.file_row_number = j.file_row_number AND d.file_index = j.file_index
 WHERE j.rule_reason IS NOT NULL OR d.file_row_number IS NOT NULL
 """
 
@@ -151,5 +179,5 @@ def sql_list(paths: list[str]) -> str:
 
 def classify(con: duckdb.DuckDBPyConnection, day: dt.date) -> None:
     """Judge every row of the ``staged`` view (the ``judged`` view) and find the duplicates that
-    lose to another row of their key (the ``dup_losers`` table)."""
+    lose to another row of their key or whose vendor id is in conflict (the ``set_aside`` table)."""
     con.execute(render(_CLASSIFY, day))
