@@ -98,7 +98,8 @@ SELECT file_index, file_row_number, 'duplicate',
            first_value(source || ':' || reading_id) OVER w AS kept_record
     FROM dup_candidates
     WHERE rule_reason IS NULL
-      AND (source, reading_id) NOT IN (SELECT (source, reading_id) FROM conflicting_ids)
+      AND NOT EXISTS (SELECT 1 FROM conflicting_ids c
+                      WHERE c.source = dup_candidates.source AND c.reading_id = dup_candidates.reading_id)
     WINDOW w AS (PARTITION BY {_DUPLICATE_KEY}
                  ORDER BY reading_id, {_VENDOR_ROW}, source, file_index, file_row_number)
 ) WHERE dup_rank > 1;
