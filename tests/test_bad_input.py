@@ -98,6 +98,15 @@ def test_missing_staging_input(tmp_path):
     ("readings.jsonl", '{"reading_id": 1, "user_id": 2}\n{not json\n', "line 1: missing field(s)"),
     ("readings.jsonl", '{"reading_id": 1, "user_id": 2, "device_id": "d", "metric_type": "spo2", "value": 97, '
                        '"unit": null, "created_at": "2026-01-05T10:00:00Z"}\n{not json\n', "line 2: invalid JSON"),
+    ("readings.csv", "reading_id,user_id,device_id,metric_type,value,unit,created_at\n"
+                     "99999999999999999999,2,d,heart_rate,70,bpm,2026-01-05T10:00:00Z\n",
+     "line 2: reading_id 99999999999999999999 does not fit in 64 bits"),
+    ("readings.jsonl", '{"reading_id": 1, "user_id": -9223372036854775809, "device_id": "d", "metric_type": "spo2", '
+                       '"value": 97, "unit": null, "created_at": "2026-01-05T10:00:00Z"}\n',
+     "line 1: user_id -9223372036854775809 does not fit in 64 bits"),
+    ("readings.csv", "reading_id,user_id,device_id,metric_type,value,unit,created_at\n"
+                     "1,2,d,heart_rate,70,bpm,9999-12-31T23:00:00-05:00\n",
+     "line 2: created_at '9999-12-31T23:00:00-05:00' is outside the representable years in UTC"),
     ("readings.xlsx", "PK", "unsupported file type"),
 ])
 def test_malformed_vendor_file(name, content, expected, tmp_path, sqlite_source):

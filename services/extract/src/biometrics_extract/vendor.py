@@ -34,14 +34,19 @@ class _Malformed(ValueError):
     pass
 
 
+_INT64 = range(-2**63, 2**63)  # the staged column's type (and the warehouse's BIGINT)
+
+
 def _int(value, field: str) -> int:
     if isinstance(value, bool):
         raise _Malformed(f"{field} must be a whole number")
-    if isinstance(value, int):
-        return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise _Malformed(f"{field} must be a whole number, got {value!r}")
+        value = int(value.strip())
+    if not isinstance(value, int):
+        raise _Malformed(f"{field} must be a whole number, got {value!r}")
+    if value not in _INT64:
+        raise _Malformed(f"{field} {value} does not fit in 64 bits")
+    return value
 
 
 def _text(value, field: str, required: bool) -> str | None:
@@ -82,7 +87,10 @@ def _timestamp(value, field: str, required: bool, default: dt.datetime | None = 
         raise _Malformed(f"{field} is not an ISO 8601 timestamp: {value!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)  # vendor times without an offset are UTC
-    return parsed.astimezone(dt.timezone.utc)
+    try:
+        return parsed.astimezone(dt.timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00+14:00, before the first representable UTC instant
+        raise _Malformed(f"{field} {value!r} is outside the representable years in UTC") from None
 
 
 def _record(raw: dict, received: dt.datetime, vendor: str) -> dict:
