@@ -129,6 +129,40 @@ def test_malformed_json_lines(line, message):
         vendor.parse_file("v", "x.jsonl", line.encode(), dt.datetime.now(UTC))
 
 
+HEADER = "reading_id,user_id,device_id,metric_type,value,unit,created_at\n"
+
+
+def _json_line(**fields) -> str:
+    record = {"reading_id": 1, "user_id": 2, "device_id": "d", "metric_type": "spo2", "value": 97, "unit": None,
+              "created_at": "2026-01-05T10:00:00Z", **fields}
+    return json.dumps(record, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("x.csv", HEADER.replace("\n", "\r") + "1,2,d,heart_rate,70,bpm,2026-01-05T10:00:00Z\r",
+     "new-line character seen in unquoted field"),
+    ("x.csv", HEADER + "1,2," + "d" * 200_000 + ",heart_rate,70,bpm,2026-01-05T10:00:00Z\n", "field larger than"),
+    ("x.csv", HEADER.replace("created_at", "created_at,value") + "1,2,d,heart_rate,70,bpm,2026-01-05T10:00:00Z,999\n",
+     "CSV header repeats column\\(s\\) value"),
+    ("x.csv", HEADER + "1,\u00b2,d,heart_rate,70,bpm,2026-01-05T10:00:00Z\n", "user_id must be a whole number"),
+    ("x.csv", HEADER + "--9001,2,d,heart_rate,70,bpm,2026-01-05T10:00:00Z\n", "reading_id must be a whole number"),
+    ("x.csv", HEADER + "1,2,d\x001,heart_rate,70,bpm,2026-01-05T10:00:00Z\n", "device_id holds a NUL character"),
+    ("x.jsonl", _json_line(metric_type="sp\x00o2"), "metric_type holds a NUL character"),
+    ("x.jsonl", _json_line(value=10**400), "value 1000.* is too large for a number"),
+    ("x.jsonl", _json_line()[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "line 1: JSON nested too deeply"),
+])
+def test_malformed_vendor_content(name, content, message):
+    with pytest.raises(vendor._Malformed, match=message):
+        vendor.parse_file("v", name, content.encode(), dt.datetime.now(UTC))
+
+
+def test_json_lines_end_at_newlines_only():
+    # JSON allows U+2028, NEL and form feeds raw inside strings; str.splitlines() would break there
+    lines = [_json_line(reading_id=1, device_id="d\u20281"), _json_line(reading_id=2, device_id="d\x85\x0c2")]
+    rows = vendor.parse_file("v", "x.jsonl", "\r\n".join(lines).encode(), dt.datetime.now(UTC)).to_pylist()
+    assert [r["device_id"] for r in rows] == ["d\u20281", "d\x85\x0c2"]
+
+
 @pytest.mark.postgres
 def test_small_driver_batches_still_make_large_row_groups(postgres_server, tmp_path, monkeypatch):
     url = postgres_server.create_database("extract_groups_src")

@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -37,11 +38,14 @@ class _Malformed(ValueError):
 _INT64 = range(-2**63, 2**63)  # the staged column's type (and the warehouse's BIGINT)
 
 
+_WHOLE_NUMBER = re.compile(r"\s*-?[0-9]+\s*")  # ASCII digits only: str.isdigit() also accepts '²'
+
+
 def _int(value, field: str) -> int:
     if isinstance(value, bool):
         raise _Malformed(f"{field} must be a whole number")
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
+    if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value):
+        value = int(value)
     if not isinstance(value, int):
         raise _Malformed(f"{field} must be a whole number, got {value!r}")
     if value not in _INT64:
@@ -56,6 +60,8 @@ def _text(value, field: str, required: bool) -> str | None:
         return None
     if not isinstance(value, str):
         raise _Malformed(f"{field} must be text, got {value!r}")
+    if "\x00" in value:  # PostgreSQL's text cannot hold it: the load would refuse the whole day
+        raise _Malformed(f"{field} holds a NUL character")
     return value
 
 
@@ -65,7 +71,10 @@ def _float(value) -> float | None:
     if isinstance(value, bool):
         raise _Malformed(f"value must be a number, got {value!r}")
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer of hundreds of digits
+            raise _Malformed(f"value {value} is too large for a number") from None
     if isinstance(value, str):
         try:
             return float(value)  # accepts "NaN": a bad record, not a malformed file
@@ -113,22 +122,32 @@ def _record(raw: dict, received: dt.datetime, vendor: str) -> dict:
 def _lines(name: str, text: str):
     if name.endswith(".csv"):
         reader = csv.DictReader(io.StringIO(text))
-        header = reader.fieldnames or []
-        missing = [f for f in REQUIRED if f not in header]
-        if missing:
-            raise _Malformed(f"CSV header lacks column(s) {', '.join(missing)}")
-        for row in reader:
-            if None in row or any(v is None for v in row.values()):
-                raise _Malformed(f"line {reader.line_num}: wrong number of fields")
-            yield reader.line_num, row
+        try:
+            header = reader.fieldnames or []
+            missing = [f for f in REQUIRED if f not in header]
+            if missing:
+                raise _Malformed(f"CSV header lacks column(s) {', '.join(missing)}")
+            repeated = sorted({f for f in header if header.count(f) > 1})
+            if repeated:  # the reader would keep the last of them without a word
+                raise _Malformed(f"CSV header repeats column(s) {', '.join(repeated)}")
+            for row in reader:
+                if None in row or any(v is None for v in row.values()):
+                    raise _Malformed(f"line {reader.line_num}: wrong number of fields")
+                yield reader.line_num, row
+        except csv.Error as exc:  # e.g. a bare carriage return, a field over the reader's 128 kB limit
+            raise _Malformed(f"line {reader.line_num}: {exc}") from None
     else:
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        # JSON Lines end at "\n" only: str.splitlines() would also break at U+2028, form feeds and the
+        # like, which JSON allows inside strings
+        for lineno, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise _Malformed(f"line {lineno}: invalid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise _Malformed(f"line {lineno}: JSON nested too deeply") from None
             if not isinstance(row, dict):
                 raise _Malformed(f"line {lineno}: expected a JSON object")
             yield lineno, row
