@@ -73,6 +73,7 @@ def test_units_are_normalised(tmp_path, metric, value, unit, canonical_value, ca
     (reading(1, value=251.0), "out_of_range"),
     (reading(1, value=24.99), "out_of_range"),
     (reading(1, value=float("inf")), "out_of_range"),
+    (reading(1, value=float("-inf")), "out_of_range"),
     (reading(1, metric="spo2", value=100.01, unit="percent"), "out_of_range"),
     (reading(1, metric="steps", value=-1.0, unit="count"), "out_of_range"),
     (reading(1, metric="sleep_minutes", value=24.5, unit="hours"), "out_of_range"),  # 1470 minutes
@@ -88,6 +89,9 @@ def test_each_reject_reason(tmp_path, record, reason):
     original = json.loads(dead[1]["record"])  # the original fields, as valid JSON (NaN as a string)
     assert original["reading_id"] == 1 and original["metric_type"] == record["metric_type"]
     assert original["unit"] == record["unit"]
+    value = record["value"]
+    assert original["value"] == (value if value is None or math.isfinite(value)
+                                 else "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity")
     assert dead[1]["detail"]
     assert manifest["rows_rejected"] == {reason: 1}
     assert manifest["rows_in"] == 2 and manifest["rows_out"] == 1

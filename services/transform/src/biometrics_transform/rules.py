@@ -124,8 +124,11 @@ GROUP BY date, user_id, metric_type
 ORDER BY date, user_id, metric_type
 """
 
-_JSON_VALUE = ("CASE WHEN value IS NULL THEN NULL WHEN isnan(value) OR isinf(value) "
-               "THEN to_json(CAST(value AS VARCHAR)) ELSE to_json(value) END")
+# JSON has no NaN or infinities: they are kept as the strings JavaScript and Python's json print
+# for them (DuckDB's own text for them is 'nan' and 'inf')
+_JSON_VALUE = ("CASE WHEN value IS NULL THEN NULL WHEN isnan(value) THEN to_json('NaN') "
+               "WHEN value > 0 AND isinf(value) THEN to_json('Infinity') "
+               "WHEN isinf(value) THEN to_json('-Infinity') ELSE to_json(value) END")
 _ISO = "strftime(CAST({col} AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%fZ')"
 
 DEAD_LETTERS = f"""
