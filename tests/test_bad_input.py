@@ -31,7 +31,8 @@ def sqlite_source(tmp_path):
 
 @pytest.mark.parametrize("stage,command", [("extract", "readings"), ("transform", "readings"), ("load", "readings"),
                                            ("validate", "readings"), ("backup", "create")])
-@pytest.mark.parametrize("bad_date", ["2026-13-01", "yesterday", "2026-1-5x"])
+@pytest.mark.parametrize("bad_date", ["2026-13-01", "yesterday", "2026-1-5x", "20260105", "2026-W02-1",
+                                      "9999-12-31"])
 def test_invalid_date(stage, command, bad_date, tmp_path):
     result = run_stage(stage, command, "--date", bad_date, "--staging-path", str(tmp_path), check=False,
                        env={"BIOMETRICS_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'wh.db'}"})
@@ -76,6 +77,49 @@ def test_wrong_password_is_not_echoed(postgres_server, tmp_path):
         assert postgres_server.password not in result.stderr + result.stdout
         assert "***" in line
         assert not (tmp_path / stage).exists()
+
+
+@pytest.mark.parametrize("url,expected", [
+    # libpq's password as a query parameter
+    ("postgresql+psycopg2:///wh?host=127.0.0.1&port=1&user=etl&password=Qu3ry-Secret", "cannot connect"),
+    # a password typed with an unencoded '@': neither half may show
+    ("postgresql+psycopg2://etl:Qu3ry@Secret@127.0.0.1:1/wh", "unencoded '@'"),
+    # a bare postgresql:// (SQLAlchemy 2.1 would take psycopg 3, which the stages do not ship)
+    ("postgresql://etl:Qu3ry-Secret@127.0.0.1:1/wh", "cannot connect"),
+    ("mysql://etl:Qu3ry-Secret@127.0.0.1:1/wh", "unsupported database driver"),
+])
+def test_warehouse_urls_fail_cleanly_without_their_password(url, expected, tmp_path):
+    result = run_stage("load", "migrate", env={"BIOMETRICS_WAREHOUSE_URL": url}, check=False)
+    _one_line_error(result, expected)
+    assert "Qu3ry" not in result.stderr + result.stdout and "Secret" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("stage,variable,value,expected", [
+    ("extract", "BIOMETRICS_LOG_LEVEL", "LOUD", "is not one of DEBUG, INFO, WARNING, ERROR"),
+    ("extract", "BIOMETRICS_BATCH_SIZE", "99999999999999999999999", "must be at most 2147483647"),
+    ("transform", "BIOMETRICS_THREADS", "x", "BIOMETRICS_THREADS='x' is not a whole number"),
+    ("transform", "BIOMETRICS_THREADS", "-1", "BIOMETRICS_THREADS=-1 must be at least 1"),
+    ("transform", "BIOMETRICS_MEMORY_LIMIT", "lots", "is not a memory size"),
+    ("transform", "BIOMETRICS_MEMORY_LIMIT", "0MB", "is not a memory size"),
+])
+def test_invalid_settings(stage, variable, value, expected, tmp_path, sqlite_source):
+    result = run_stage(stage, "readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s"),
+                       env={"BIOMETRICS_DB_URL": sqlite_source, variable: value}, check=False)
+    _one_line_error(result, expected)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_staging_path_of_another_day(tmp_path, sqlite_source):
+    staging = str(tmp_path / "staging")
+    env = {"BIOMETRICS_DB_URL": sqlite_source, "BIOMETRICS_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'wh.db'}"}
+    for stage in ("extract", "transform"):
+        run_stage(stage, "readings", "--date", str(DAY), "--staging-path", staging, env=env)
+    written = sorted(p.relative_to(staging) for p in (tmp_path / "staging").rglob("*"))
+    for stage, other in (("transform", "2026-01-06"), ("load", "2026-01-07"), ("validate", "2026-01-08")):
+        result = run_stage(stage, "readings", "--date", other, "--staging-path", staging, env=env, check=False)
+        _one_line_error(result, "extract-readings.json is for 2026-01-05, not " + other, "another day's run")
+    assert sorted(p.relative_to(staging) for p in (tmp_path / "staging").rglob("*")) == written
+    assert not (tmp_path / "wh.db").exists()
 
 
 def test_missing_staging_input(tmp_path):

@@ -75,6 +75,24 @@ def test_redact_masks_url_passwords_and_secret_variables(monkeypatch):
     assert "etl:***@db" in text
 
 
+def test_redact_masks_query_passwords_and_passwords_with_an_at(monkeypatch):
+    monkeypatch.setenv("BIOMETRICS_DB_URL", "postgresql+psycopg2:///db?host=h&password=Qu3ryPw&port=1")
+    text = redact("cannot connect (postgresql:///db?host=h&password=Qu3ryPw&port=1); auth Qu3ryPw; "
+                  "postgresql://u:SEC@RET@h/db")
+    assert "Qu3ryPw" not in text and "SEC" not in text and "RET" not in text
+    assert "password=***&port=1" in text and "postgresql://u:***@h/db" in text
+
+
+def test_safe_url_hides_every_password():
+    from biometrics_core.db import parse_url, safe_url
+    assert safe_url("postgresql+psycopg2://u:pw1@h/db?password=pw2&sslmode=require") == \
+        "postgresql+psycopg2://u:***@h/db?password=***&sslmode=require"
+    with pytest.raises(ConfigError, match="unencoded '@'") as raised:
+        parse_url("postgresql+psycopg2://u:SEC@RET@h/db", "BIOMETRICS_DB_URL")
+    assert "SEC" not in str(raised.value) and "RET" not in str(raised.value)
+    assert parse_url("postgresql://u:p@h/db", "X").drivername == "postgresql+psycopg2"
+
+
 def test_settings_validation(monkeypatch):
     monkeypatch.setenv("BIOMETRICS_BATCH_SIZE", "0")
     with pytest.raises(ConfigError, match="at least 1"):
@@ -82,8 +100,20 @@ def test_settings_validation(monkeypatch):
     monkeypatch.setenv("BIOMETRICS_BATCH_SIZE", "lots")
     with pytest.raises(ConfigError, match="not a whole number"):
         settings.batch_size()
+    monkeypatch.setenv("BIOMETRICS_BATCH_SIZE", str(2**31))
+    with pytest.raises(ConfigError, match="at most 2147483647"):
+        settings.batch_size()
     monkeypatch.delenv("BIOMETRICS_BATCH_SIZE")
     assert settings.batch_size() == 10000
+    for size in ("512MB", "1.5GiB", " 2gb "):
+        monkeypatch.setenv("BIOMETRICS_MEMORY_LIMIT", size)
+        assert settings.get_size("BIOMETRICS_MEMORY_LIMIT") == size.strip()
+    for size in ("lots", "0MB", "512", "-1GB", "1 parsecs"):
+        monkeypatch.setenv("BIOMETRICS_MEMORY_LIMIT", size)
+        with pytest.raises(ConfigError, match="not a memory size"):
+            settings.get_size("BIOMETRICS_MEMORY_LIMIT")
+    assert settings.get_optional_int("BIOMETRICS_THREADS") is None
+    assert settings.log_level("debug") == "DEBUG"
     monkeypatch.delenv("BIOMETRICS_WAREHOUSE_URL", raising=False)
     with pytest.raises(ConfigError, match="BIOMETRICS_WAREHOUSE_URL is not set"):
         settings.warehouse_url()

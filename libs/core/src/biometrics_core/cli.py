@@ -119,7 +119,10 @@ def stage_command(group: click.Group, name: str, help: str, *, dated: bool = Tru
         def command(date: str | None = None, staging_path: str | None = None, log_level: str | None = None,
                     **options) -> None:
             prog = f"biometrics-{stage}"
-            logs.configure(log_level or settings.get("BIOMETRICS_LOG_LEVEL") or "INFO")
+            try:
+                logs.configure(settings.log_level(log_level))
+            except EtlError as exc:
+                fail(prog, str(exc), exc.exit_code)
             started = time.monotonic()
             manifest = RunManifest(stage=stage, command=name, date=None, version=_version(prog))
             staging = None
@@ -151,7 +154,7 @@ def stage_command(group: click.Group, name: str, help: str, *, dated: bool = Tru
             params.append(click.Option(["--staging-path"], required=True, metavar="URL",
                                        help="Staging location: file:///abs/path, a local path or s3://bucket/prefix."))
         params.append(click.Option(["--log-level"], default=None, metavar="LEVEL",
-                                   type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+                                   type=click.Choice(settings.LOG_LEVELS, case_sensitive=False),
                                    help="Log level (default: $BIOMETRICS_LOG_LEVEL or INFO)."))
         cmd = click.command(name=name, help=help)(command)
         cmd.params = params + cmd.params

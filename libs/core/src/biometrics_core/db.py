@@ -19,18 +19,24 @@ log = logging.getLogger(__name__)
 
 def parse_url(url: str, variable: str) -> URL:
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         raise ConfigError(f"{variable} is not a valid SQLAlchemy URL") from None
+    if parsed.host and "@" in parsed.host:  # the URL is not echoed: the part after the '@' is the password's
+        raise ConfigError(f"{variable}: its user or password holds an unencoded '@' (write it as %40)")
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy 2.1 takes psycopg 3 for a bare postgresql://; the stages ship psycopg2
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
 
 
 def safe_url(url: str | URL) -> str:
-    """The URL with its password hidden, for messages and manifests."""
+    """The URL with its passwords (in the user part or as a query parameter) hidden, for messages and manifests."""
     try:
-        return make_url(url).render_as_string(hide_password=True) if isinstance(url, str) else url.render_as_string(
-            hide_password=True)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         return "<invalid url>"
+    return redact(parsed.render_as_string(hide_password=True))  # redact() masks the query's password too
 
 
 def connect(url: str, variable: str, purpose: str, *, must_exist: bool = True) -> Engine:
@@ -46,8 +52,9 @@ def connect(url: str, variable: str, purpose: str, *, must_exist: bool = True) -
             _sqlite_pragmas(engine)  # before the first connection, which the pool keeps
         with engine.connect():
             pass
-    except NoSuchModuleError:
-        raise ConfigError(f"{variable}: unsupported database driver in {safe_url(parsed)}") from None
+    except (NoSuchModuleError, ImportError):  # an unknown dialect, or a known one whose driver is not installed
+        raise ConfigError(f"{variable}: unsupported database driver in {safe_url(parsed)} "
+                          "(use postgresql+psycopg2:// or sqlite:///)") from None
     except DBAPIError as exc:
         raise ConfigError(f"cannot connect to the {purpose} ({safe_url(parsed)}): "
                           f"{one_line(redact(str(exc.orig), (parsed.password or '',)))}") from None

@@ -6,6 +6,12 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .staging import Staging
 
 
 @dataclass
@@ -54,3 +60,19 @@ class RunManifest:
 def manifest_path(stage: str, command: str) -> str:
     """Where a stage leaves its manifest in staging (load records those in ``etl_runs``)."""
     return f"manifests/{stage}-{command}.json"
+
+
+def upstream_manifest(staging: "Staging", stage: str, day: dt.date, command: str = "readings") -> dict | None:
+    """The manifest an earlier stage left in ``staging`` (None if it left none).
+
+    InputError if it is another day's: a stage run with the wrong ``--date`` against a staging path
+    would otherwise process that day's data as this one's (the transform would reject every record
+    as outside the day, the load would file the day's readings under the wrong date)."""
+    rel = manifest_path(stage, command)
+    if not staging.exists(rel):
+        return None
+    payload = staging.read_json(rel)
+    if payload.get("date") != day.isoformat():
+        raise InputError(f"{staging.uri(rel)} is for {payload.get('date')}, not {day}: "
+                         "the staging path holds another day's run")
+    return payload

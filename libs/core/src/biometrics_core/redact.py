@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
+# the password runs to the last '@' of the URL: one typed with an unencoded '@' is masked whole
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>\S*)@")
+# libpq also takes the password as a query parameter: postgresql:///db?host=h&password=...
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&](?:ssl)?password=)(?P<pw>[^&\s]*)", re.IGNORECASE)
 _SECRET_ENV_VARS = ("BIOMETRICS_DB_URL", "BIOMETRICS_WAREHOUSE_URL", "BIOMETRICS_RESTORE_TARGET_URL",
                     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
 
@@ -16,17 +19,18 @@ def _secret_values() -> list[str]:
         raw = os.environ.get(name)
         if not raw:
             continue
-        match = _URL_PASSWORD.search(raw)
-        if match:
-            values.append(match.group("pw"))
-        elif "://" not in raw:
+        if "://" not in raw:
             values.append(raw)
+            continue
+        values += [m.group("pw") for m in _URL_PASSWORD.finditer(raw)]
+        values += [m.group("pw") for m in _QUERY_PASSWORD.finditer(raw)]
     return [v for v in values if len(v) >= 3]
 
 
 def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
     """Return text with URL passwords and the values of secret variables masked."""
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
+    text = _QUERY_PASSWORD.sub(lambda m: f"{m.group('key')}***", text)
     for secret in [*_secret_values(), *extra_secrets]:
         if secret:
             text = text.replace(secret, "***")

@@ -7,6 +7,7 @@ configuration table is generated from ``SETTINGS`` (see ``describe()``).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -63,7 +64,10 @@ def require(name: str, purpose: str) -> str:
     return value
 
 
-def get_int(name: str, minimum: int = 1) -> int:
+_INT_MAX = 2**31 - 1  # what the engines and drivers take as a count (a C int)
+
+
+def get_int(name: str, minimum: int = 1, maximum: int = _INT_MAX) -> int:
     raw = get(name)
     try:
         value = int(raw)  # type: ignore[arg-type]
@@ -71,7 +75,36 @@ def get_int(name: str, minimum: int = 1) -> int:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
+    if value > maximum:
+        raise ConfigError(f"{name}={value} must be at most {maximum}")
     return value
+
+
+def get_optional_int(name: str, minimum: int = 1) -> int | None:
+    """A whole-number setting whose absence means "let the engine decide"."""
+    return get_int(name, minimum) if get(name) is not None else None
+
+
+_SIZE = re.compile(r"\s*[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
+
+
+def get_size(name: str) -> str:
+    """A memory size such as 512MB or 1.5GiB (the form both DuckDB and PostgreSQL read)."""
+    raw = get(name) or ""
+    if not _SIZE.fullmatch(raw) or not float(re.sub(r"[^0-9.]", "", raw)) > 0:
+        raise ConfigError(f"{name}={raw!r} is not a memory size such as 512MB or 2GB")
+    return raw.strip()
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level(option: str | None) -> str:
+    """``--log-level`` if given, else BIOMETRICS_LOG_LEVEL; ConfigError if that is not a level."""
+    raw = option or get("BIOMETRICS_LOG_LEVEL") or "INFO"
+    if raw.upper() not in LOG_LEVELS:
+        raise ConfigError(f"BIOMETRICS_LOG_LEVEL={raw!r} is not one of {', '.join(LOG_LEVELS)}")
+    return raw.upper()
 
 
 def get_float(name: str) -> float:

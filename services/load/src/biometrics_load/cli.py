@@ -6,7 +6,7 @@ import logging
 
 from biometrics_core import db, schemas, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
-from biometrics_core.manifest import RunManifest, manifest_path
+from biometrics_core.manifest import RunManifest, upstream_manifest
 
 from . import loader
 from .schema import migrate as migrate_schema
@@ -30,12 +30,9 @@ def migrate(run: StageRun):
 
 
 def _upstream_manifests(run: StageRun) -> list[RunManifest]:
-    found = []
-    for stage in ("extract", "transform"):
-        rel = manifest_path(stage, "readings")
-        if run.staging.exists(rel):
-            found.append(RunManifest.from_dict(run.staging.read_json(rel)))
-    return found
+    """The extract's and the transform's manifests of the day (recorded in etl_runs); another day's stop the run."""
+    found = [upstream_manifest(run.staging, stage, run.day) for stage in ("extract", "transform")]
+    return [RunManifest.from_dict(payload) for payload in found if payload is not None]
 
 
 @stage_command(main, "readings", help="Load the day's transformed readings, metrics and dead letters (replaces the day).")

@@ -8,6 +8,7 @@ import logging
 from biometrics_core import schemas, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
 from biometrics_core.errors import InputError
+from biometrics_core.manifest import upstream_manifest
 
 from . import rules
 
@@ -63,13 +64,14 @@ def _local_inputs(run: StageRun, files: list[str], work) -> list[str]:
 
 @stage_command(main, "readings", help="Clean, normalise, deduplicate and aggregate the day's staged readings.")
 def readings(run: StageRun):
-    threads = settings.get("BIOMETRICS_THREADS")
+    threads = settings.get_optional_int("BIOMETRICS_THREADS")
+    memory_limit = settings.get_size("BIOMETRICS_MEMORY_LIMIT")
     now = dt.datetime.now(dt.timezone.utc)
     files = _staged_files(run)
+    upstream_manifest(run.staging, "extract", run.day)  # staged by another day's run: stop before writing
     with run.staging.workdir() as work:
         inputs = _local_inputs(run, files, work)
-        con = rules.connect(settings.get("BIOMETRICS_MEMORY_LIMIT"), int(threads) if threads else None,
-                            str(work / "duckdb.tmp"))
+        con = rules.connect(memory_limit, threads, str(work / "duckdb.tmp"))
         try:
             # a row is known by its file's position in the list and its row number in that file:
             # two integers to join on (joining on the path, as text, cost 0.3 CPU-s more at 10 M rows)

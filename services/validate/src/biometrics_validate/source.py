@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from biometrics_core.errors import InputError
-from biometrics_core.manifest import manifest_path
+from biometrics_core.manifest import manifest_path, upstream_manifest
 from biometrics_core.schemas import DATABASE_SOURCE
 from biometrics_core.source import check_source, day_bounds, source_table
 from biometrics_core.staging import Staging
@@ -31,13 +31,10 @@ def database_rows(engine: Engine, day: dt.date) -> int:
 def extracted_rows(staging: Staging, day: dt.date) -> dict[str, int]:
     """Rows per source the extract staged for the day (``details.rows_by_source`` of its manifest)."""
     rel = manifest_path("extract", "readings")
-    if not staging.exists(rel):
+    manifest = upstream_manifest(staging, "extract", day)
+    if manifest is None:
         raise InputError(f"missing {staging.uri(rel)}: run biometrics-extract readings for {day} first "
                          "(vendor row counts come from its manifest)")
-    manifest = staging.read_json(rel)
-    if manifest.get("date") != day.isoformat():
-        raise InputError(f"{staging.uri(rel)} is for {manifest.get('date')}, not {day}: "
-                         "the staging path holds another day's run")
     by_source = (manifest.get("details") or {}).get("rows_by_source")
     if not isinstance(by_source, dict) or not all(isinstance(v, int) for v in by_source.values()):
         raise InputError(f"{staging.uri(rel)} has no details.rows_by_source counts")
