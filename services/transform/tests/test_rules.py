@@ -98,6 +98,17 @@ def test_each_reject_reason(tmp_path, record, reason):
     assert set(metrics) == {(2, "heart_rate")}
 
 
+@pytest.mark.parametrize("missing", ["user_id", "device_id", "created_at"])
+def test_a_record_without_a_key_is_a_dead_letter(tmp_path, missing):
+    # the source's schema forbids it; a source that breaks its schema must not make the load refuse the day
+    record = {**reading(1), missing: None}
+    manifest, clean, dead, _ = transform(tmp_path, [record, reading(2, user_id=2)])
+    assert set(clean) == {2}
+    assert dead[1]["reason"] == "missing_key" and dead[1]["detail"] == f"{missing} is NULL"
+    assert json.loads(dead[1]["record"])[missing] is None
+    assert manifest["rows_rejected"] == {"missing_key": 1}
+
+
 def test_range_limits_are_inclusive(tmp_path):
     records = [reading(1, value=25.0), reading(2, value=250.0, device="d2"),
                reading(3, metric="steps", value=0.0, unit="count"),

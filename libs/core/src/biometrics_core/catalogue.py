@@ -30,7 +30,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 # in the order the transform applies them: a record is rejected with the first it breaks
-REJECT_REASONS = ("outside_data_day", "unknown_metric_type", "unknown_unit", "missing_value", "out_of_range",
+REJECT_REASONS = ("missing_key", "outside_data_day", "unknown_metric_type", "unknown_unit", "missing_value", "out_of_range",
                   "conflicting_reading_id", "duplicate")
 
 
