@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from biometrics_core import db
 from biometrics_core.dates import day_window
+from biometrics_core.errors import InputError
 from biometrics_core.schemas import DATABASE_SOURCE, READINGS
 from biometrics_core.source import SOURCE_COLUMNS, SOURCE_TABLE, check_source, day_bounds, source_table
 
@@ -116,11 +117,28 @@ def _read_generic(engine: Engine, day: dt.date, batch_size: int) -> Iterator[pa.
              .order_by(source_table.c.reading_id))
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
-        while rows := result.fetchmany(batch_size):
+        while rows := _fetch(result, batch_size):
             columns = list(zip(*rows))
             arrays = []
             for name, values in zip(SOURCE_COLUMNS, columns):
-                if name in ("created_at", "ingested_at"):
-                    values = [v.astimezone(dt.timezone.utc).replace(tzinfo=None) if v.tzinfo else v for v in values]
-                arrays.append(pa.array(values, type=_NAIVE.field(name).type))
+                try:
+                    if name in ("created_at", "ingested_at"):
+                        values = [v.astimezone(dt.timezone.utc).replace(tzinfo=None) if v.tzinfo else v
+                                  for v in values]
+                    arrays.append(pa.array(values, type=_NAIVE.field(name).type))
+                except (AttributeError, TypeError, ValueError, pa.ArrowException) as exc:
+                    raise _breaks_schema(f"column {name}: {exc}") from None
             yield _with_source(pa.RecordBatch.from_arrays(arrays, schema=_NAIVE))
+
+
+def _fetch(result: sa.CursorResult, batch_size: int) -> list:
+    try:  # SQLite keeps what it is given: a time the driver cannot parse fails here
+        return result.fetchmany(batch_size)
+    except ValueError as exc:
+        raise _breaks_schema(str(exc)) from None
+
+
+def _breaks_schema(detail: str) -> InputError:
+    # a database whose rows break the declared types (SQLite stores text in a number column, NULLs
+    # where the schema says NOT NULL when the table was made without it): no retry mends that
+    return InputError(f"the source's {SOURCE_TABLE} breaks its schema ({detail}): fix the rows and rerun the day")
