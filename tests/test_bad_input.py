@@ -184,11 +184,8 @@ def test_a_vendor_folder_with_the_database_source_name(tmp_path, sqlite_source):
 ])
 def test_a_sqlite_source_that_breaks_its_types(column, value, expected, tmp_path):
     import sqlite3
-    url = f"sqlite:///{tmp_path / 'app.db'}"
-    with sqlite3.connect(tmp_path / "app.db") as conn:  # SQLite keeps whatever it is given
-        conn.execute("CREATE TABLE raw_biometric_data (reading_id INTEGER PRIMARY KEY, user_id BIGINT, device_id TEXT, "
-                     "metric_type TEXT, value FLOAT, unit TEXT, created_at DATETIME, ingested_at DATETIME)")
-    sample.write_source(url, sample.generate_day(DAY, users=5, readings_per_user=4).database)
+    url = sample.write_sqlite_source_without_constraints(tmp_path / "app.db",
+                                                         sample.generate_day(DAY, users=5, readings_per_user=4).database)
     with sqlite3.connect(tmp_path / "app.db") as conn:
         conn.execute(f"UPDATE raw_biometric_data SET {column} = {value} WHERE reading_id = 3")
     result = run_stage("extract", "readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s"),

@@ -15,18 +15,16 @@ DAY = dt.date(2026, 1, 5)
 
 def test_records_without_keys_become_dead_letters(tmp_path):
     source = tmp_path / "app.db"
-    rows = sample.generate_day(DAY, users=30, readings_per_user=10).database
-    with sqlite3.connect(source) as conn:  # the application's table without its NOT NULL constraints
-        conn.execute("CREATE TABLE raw_biometric_data (reading_id INTEGER PRIMARY KEY, user_id BIGINT, device_id TEXT, "
-                     "metric_type TEXT, value FLOAT, unit TEXT, created_at DATETIME, ingested_at DATETIME)")
-    sample.write_source(f"sqlite:///{source}", rows)
+    url = sample.write_sqlite_source_without_constraints(
+        source, sample.generate_day(DAY, users=30, readings_per_user=10).database)
     with sqlite3.connect(source) as conn:
         conn.execute("UPDATE raw_biometric_data SET user_id = NULL WHERE reading_id = 1")
         conn.execute("UPDATE raw_biometric_data SET device_id = NULL WHERE reading_id = 2")
+    conn.close()
     warehouse = f"sqlite:///{tmp_path / 'wh.db'}"
     manifests = run_daily_job(DAY, str(tmp_path / "staging"),
-                              {"BIOMETRICS_DB_URL": f"sqlite:///{source}", "BIOMETRICS_WAREHOUSE_URL": warehouse})
+                              {"BIOMETRICS_DB_URL": url, "BIOMETRICS_WAREHOUSE_URL": warehouse})
     assert manifests["transform"]["rows_rejected"]["missing_key"] == 2
-    records = source_records(f"sqlite:///{source}", DAY, {})
+    records = source_records(url, DAY, {})
     reference = assert_warehouse_matches(warehouse, DAY, records)
     assert reference.reject_counts()["missing_key"] == 2

@@ -229,6 +229,19 @@ def write_source(url: str, table: pa.Table, *, replace: bool = False) -> int:
     return table.num_rows
 
 
+def write_sqlite_source_without_constraints(path: Path, table: pa.Table) -> str:
+    """The application's table in SQLite as a careless copy would make it: the columns and their
+    types, none of the NOT NULL constraints (SQLite then keeps whatever a row is given). Returns the URL."""
+    import sqlite3
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE raw_biometric_data (reading_id INTEGER PRIMARY KEY, user_id BIGINT, device_id TEXT, "
+                     "metric_type TEXT, value FLOAT, unit TEXT, created_at DATETIME, ingested_at DATETIME)")
+    conn.close()
+    url = f"sqlite:///{path}"
+    write_source(url, table)  # the table exists, so it is kept as it is
+    return url
+
+
 def write_vendor_files(inbox: Path, day: dt.date, vendors: dict[str, pa.Table]) -> list[Path]:
     """``acme`` as CSV, every other vendor as JSON Lines, under ``inbox/<vendor>/<date>/``."""
     written = []
