@@ -217,3 +217,39 @@ def test_writes_during_the_dump_are_in_neither_the_dump_nor_the_manifest(pg_ware
     restored = _restore(pg_warehouse, tools, target)
     assert restored.exit_code == 0, restored.stderr
     assert tools.content(target) == before
+
+
+@pytest.mark.parametrize("failure", ["not an archive", "differs from the manifest"])
+def test_a_forced_restore_that_fails_leaves_the_target_as_it_was(pg_warehouse, tools, failure):
+    _create(pg_warehouse, tools)
+    before = tools.content(pg_warehouse.url)
+    location = _location(pg_warehouse, tools)
+    manifest = json.loads((location / "manifest.json").read_text())
+    if failure == "not an archive":  # the checksums made to match, so only pg_restore finds out
+        dump = location / manifest["dump"]
+        dump.write_bytes(b"\x00" * 5000)
+        manifest["files"][manifest["dump"]] = {"bytes": 5000, "sha256": hashlib.sha256(dump.read_bytes()).hexdigest()}
+    else:  # restored whole, then found to differ from what the backup says it holds
+        manifest["tables"]["daily_metrics"]["checksum"] = "12345"
+    (location / "manifest.json").write_text(json.dumps(manifest))
+    out = pg_warehouse.backup("restore", "--from", str(location), "--target-url", pg_warehouse.url, "--force")
+    assert out.exit_code == 1, out.stderr
+    assert out.error_line.startswith("biometrics-backup: error: the target's tables were put back as they were: ")
+    assert {"not an archive": "pg_restore failed", "differs from the manifest": "differs from the backup"}[failure] \
+        in out.error_line
+    assert tools.content(pg_warehouse.url) == before
+    assert tools.scalar(pg_warehouse.url, "SELECT count(*) FROM pg_namespace WHERE nspname = :s",
+                        s=dump_postgres.ASIDE_SCHEMA) == 0
+
+
+def test_a_backup_filed_under_another_day_is_refused(warehouse, targets, tools):
+    import datetime as dt
+    import shutil
+    _create(warehouse, tools)
+    other = tools.DAY + dt.timedelta(days=1)
+    shutil.copytree(_location(warehouse, tools), warehouse.staging / "backups" / other.isoformat())
+    target = targets.empty()
+    out = warehouse.backup("restore", "--date", other.isoformat(), "--staging-path",
+                                  str(warehouse.staging), env={"BIOMETRICS_RESTORE_TARGET_URL": target})
+    assert out.exit_code == 2 and f"is the backup of {tools.DAY}, not of {other}" in out.error_line, out.stderr
+    assert tools.content(target) == {}

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from biometrics_core import db, runlog, settings
 from biometrics_core.cli import StageRun
-from biometrics_core.errors import ConfigError, StageFailed
-from biometrics_core.manifest import RunManifest
+from biometrics_core.errors import ConfigError, EtlError, InputError, StageFailed
+from biometrics_core.manifest import RunManifest, upstream_manifest
 from biometrics_core.staging import scratch_dir as staging_scratch_dir
 from biometrics_core.staging import Staging
 from biometrics_core.warehouse import RUNS_TABLE
@@ -29,6 +29,7 @@ def scratch_dir():
 
 # -- create ---------------------------------------------------------------------------------------
 def create(run: StageRun) -> RunManifest:
+    upstream_manifest(run.staging, "extract", run.day)  # a staging path of another day: its backups are that day's
     url = settings.warehouse_url()
     engine = db.connect(url, "BIOMETRICS_WAREHOUSE_URL", "warehouse")
     rel = layout.backup_rel(run.day)
@@ -112,6 +113,8 @@ def restore(run: StageRun, source: str | None, target_url: str | None, force: bo
     variable = "--target-url" if target_url else "BIOMETRICS_RESTORE_TARGET_URL"
     target_url = target_url or settings.require("BIOMETRICS_RESTORE_TARGET_URL", "restore target database URL")
     manifest = layout.check_manifest(where.read_json(layout.MANIFEST), where.uri(layout.MANIFEST))
+    if not source and manifest.get("date") != run.day.isoformat():
+        raise InputError(f"{where.uri(layout.MANIFEST)} is the backup of {manifest.get('date')}, not of {run.day}")
     dialect = manifest["dialect"]
     target_dialect = db.parse_url(target_url, variable).get_backend_name()
     if target_dialect != dialect:
@@ -135,10 +138,23 @@ def restore(run: StageRun, source: str | None, target_url: str | None, force: bo
             dump_path = paths[manifest["dump"]]
             log.info("restoring %s into %s", where.uri(), db.safe_url(target_url))
             if dialect == "postgresql":
-                if not empty:
-                    dump_postgres.drop_tables(engine, list(manifest["tables"]))
-                dump_postgres.restore(target_url, dump_path, work)
-                actual = dump_postgres.table_sums(engine)
+                moved = [] if empty else dump_postgres.set_aside(engine, list(manifest["tables"]))
+                try:
+                    dump_postgres.restore(target_url, dump_path, work)
+                    actual = dump_postgres.table_sums(engine)
+                    problems = checksums.compare(manifest["tables"], actual) if moved else []
+                    if problems:  # (into an empty target the check below reports it with the details)
+                        raise StageFailed(f"the restored database differs from the backup: {'; '.join(problems)}")
+                except BaseException as exc:
+                    if not moved:
+                        raise
+                    # --force must not cost the target its tables when the restore fails
+                    dump_postgres.put_back(engine, moved)
+                    if isinstance(exc, EtlError):
+                        raise type(exc)(f"the target's tables were put back as they were: {exc}") from None
+                    raise
+                if moved:
+                    dump_postgres.discard_aside(engine)
             else:
                 dump_sqlite.restore(dump_path, target_path)
                 actual = dump_sqlite.table_sums(target_path)

@@ -115,17 +115,61 @@ def is_empty(engine: sa.Engine) -> bool:
         return conn.execute(sa.text(_USER_RELATIONS)).scalar_one() == 0
 
 
-def drop_tables(engine: sa.Engine, tables: list[str]) -> None:
-    """Drop the given manifest tables (``name`` or ``schema.name``) and what depends on them, in one
-    transaction: ``--force`` makes room for the backup's tables. (``pg_restore --clean`` cannot do it:
-    it fails on the inherited constraints of partitions.)"""
+# where ``--force`` moves the target's tables while the backup's are restored: one transaction moves
+# them (metadata only), and they are dropped once the restored tables are verified, or moved back
+ASIDE_SCHEMA = "biometrics_restore_previous"
+
+
+def _qualified(preparer, schema: str, name: str) -> str:
+    return f"{preparer.quote_schema(schema)}.{preparer.quote(name)}"
+
+
+def set_aside(engine: sa.Engine, tables: list[str]) -> list[tuple[str, str]]:
+    """Move the given manifest tables (``name`` or ``schema.name``) that the target has, with all their
+    partitions, into ``ASIDE_SCHEMA``, in one transaction: ``--force`` makes room for the backup's
+    tables without losing the target's if the restore fails. Returns the (schema, name) moved.
+    (``pg_restore --clean`` cannot do it: it fails on the inherited constraints of partitions.)"""
     preparer = engine.dialect.identifier_preparer
+    moved: list[tuple[str, str]] = []
     with engine.begin() as conn:
+        if conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": ASIDE_SCHEMA}).first():
+            raise ConfigError(f"the restore target has a schema {ASIDE_SCHEMA}: an interrupted restore left the "
+                              "tables it replaced there; keep what you need of it, drop it, and restore again")
+        conn.exec_driver_sql(f"CREATE SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
         for key in tables:
             schema, _, name = key.rpartition(".")
-            qualified = f"{preparer.quote_schema(schema or 'public')}.{preparer.quote(name)}"
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {qualified} CASCADE")
-    log.info("dropped %d existing tables of the target", len(tables))
+            # the table itself, then its partitions (pg_partition_tree lists nothing for a plain table)
+            tree = conn.execute(sa.text(
+                "SELECT n.nspname, c.relname FROM (SELECT to_regclass(:t) AS relid UNION ALL "
+                "SELECT relid FROM pg_partition_tree(to_regclass(:t)) WHERE level > 0) t "
+                "JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace"),
+                {"t": _qualified(preparer, schema or "public", name)}).all()
+            for table in tree:
+                if tuple(table) not in moved:
+                    conn.exec_driver_sql(f"ALTER TABLE {_qualified(preparer, *table)} "
+                                         f"SET SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
+                    moved.append(tuple(table))
+    log.info("set %d existing tables of the target aside in schema %s", len(moved), ASIDE_SCHEMA)
+    return moved
+
+
+def discard_aside(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {engine.dialect.identifier_preparer.quote_schema(ASIDE_SCHEMA)} CASCADE")
+    log.info("dropped the target's previous tables (schema %s)", ASIDE_SCHEMA)
+
+
+def put_back(engine: sa.Engine, moved: list[tuple[str, str]]) -> None:
+    """Undo ``set_aside`` after a failed restore: whatever was restored goes, the target's tables return."""
+    preparer = engine.dialect.identifier_preparer
+    with engine.begin() as conn:
+        for schema, name in moved:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_qualified(preparer, schema, name)} CASCADE")
+        for schema, name in moved:
+            conn.exec_driver_sql(f"ALTER TABLE {_qualified(preparer, ASIDE_SCHEMA, name)} "
+                                 f"SET SCHEMA {preparer.quote_schema(schema)}")
+        conn.exec_driver_sql(f"DROP SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
+    log.info("put the target's %d tables back as they were", len(moved))
 
 
 def restore(url: str, dump_path: Path, scratch: Path) -> None:
