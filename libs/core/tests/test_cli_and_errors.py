@@ -93,6 +93,12 @@ def test_safe_url_hides_every_password():
     assert parse_url("postgresql://u:p@h/db", "X").drivername == "postgresql+psycopg2"
 
 
+def test_libpq_env_takes_the_query_parameters_libpq_knows():
+    from biometrics_core.db import libpq_env
+    env = libpq_env("postgresql+psycopg2:///wh?host=/run/pg&port=5433&user=etl&password=p%40ss")
+    assert env == {"PGHOST": "/run/pg", "PGPORT": "5433", "PGUSER": "etl", "PGPASSWORD": "p@ss", "PGDATABASE": "wh"}
+
+
 def test_settings_validation(monkeypatch):
     monkeypatch.setenv("BIOMETRICS_BATCH_SIZE", "0")
     with pytest.raises(ConfigError, match="at least 1"):

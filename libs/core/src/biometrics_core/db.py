@@ -103,8 +103,10 @@ def libpq_env(url: str | URL) -> dict[str, str]:
     if parsed.database:
         env["PGDATABASE"] = parsed.database
     query = {k: (v if isinstance(v, str) else v[0]) for k, v in parsed.query.items()}
-    if query.get("host") and "PGHOST" not in env:
-        env["PGHOST"] = query["host"]  # a Unix socket directory
+    # libpq's own query parameters, which psycopg2 honours, so the tools must too
+    for option, variable in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("password", "PGPASSWORD")):
+        if query.get(option) and variable not in env:
+            env[variable] = query[option]  # host: also a Unix socket directory
     for option, variable in _LIBPQ_QUERY_ENV.items():
         if query.get(option):
             env[variable] = query[option]
