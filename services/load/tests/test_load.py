@@ -117,6 +117,27 @@ def test_dead_letter_history_survives_a_rerun(urls, tmp_path):
     assert status == "discarded" and created == picked.created_at
 
 
+def test_the_letters_of_one_id_keep_their_own_history(urls, tmp_path):
+    # the sample's fitco file gives reading_id 5900000 to two readings: two letters of one id and reason
+    sample.write_vendor_files(tmp_path / "inbox", DAY, sample.generate_day(DAY, users=60, readings_per_user=10,
+                                                                            seed=1).vendors)
+    env = _stage_day(DAY, urls, tmp_path)
+    _load(DAY, tmp_path, env)
+    engine = sa.create_engine(urls[1])
+    letter = ("FROM etl_dead_letters WHERE date = :d AND source = 'fitco' AND source_record_id = '5900000' "
+              "AND CAST(record AS TEXT) LIKE :device")
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE etl_dead_letters SET status = 'discarded' WHERE id IN (SELECT id {letter})"),
+                     {"d": DAY, "device": "%dev-repeat-a%"})
+    run_stage("transform", "readings", "--date", str(DAY), "--staging-path", str(tmp_path), env=env)
+    _load(DAY, tmp_path, env)
+    with engine.connect() as conn:
+        status = {device: conn.execute(sa.text(f"SELECT reason, status {letter}"), {"d": DAY, "device": f"%{device}%"})
+                  .all() for device in ("dev-repeat-a", "dev-repeat-b")}
+    assert status == {"dev-repeat-a": [("conflicting_reading_id", "discarded")],
+                      "dev-repeat-b": [("conflicting_reading_id", "pending")]}
+
+
 def test_a_repeated_dead_letter_gives_a_rerun_its_first_history_once(urls, tmp_path):
     env = _stage_day(DAY, urls, tmp_path)
     loaded = _load(DAY, tmp_path, env)["details"]["dead_letters"]

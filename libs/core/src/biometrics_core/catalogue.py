@@ -30,8 +30,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 # in the order the transform applies them: a record is rejected with the first it breaks
-REJECT_REASONS = ("missing_key", "outside_data_day", "unknown_metric_type", "unknown_unit", "missing_value", "out_of_range",
-                  "conflicting_reading_id", "duplicate")
+REJECT_REASONS = ("missing_key", "outside_data_day", "unknown_metric_type", "unknown_unit", "missing_value",
+                  "out_of_range", "conflicting_reading_id", "duplicate")
 
 
 def unit_rows() -> list[tuple[str, str, float, float, str, float, float]]:

@@ -245,12 +245,22 @@ def _delete_dead_letters(conn: sa.Connection, day: dt.date) -> None:
     params = {"d": day, "stages": list(PIPELINE_STAGES)}
     conn.execute(sa.text("DROP TABLE IF EXISTS dead_letters_kept"))
     conn.execute(_stages(
-        "CREATE TEMP TABLE dead_letters_kept AS SELECT source, source_record_id, reason, stage, created_at, status, "
-        f"status_changed_at FROM {warehouse.DEAD_LETTERS_TABLE} WHERE date = :d AND stage IN :stages"), params)
+        f"CREATE TEMP TABLE dead_letters_kept AS SELECT source, source_record_id, reason, stage, "
+        f"{_record_key(conn, None)} AS record_key, created_at, status, status_changed_at "
+        f"FROM {warehouse.DEAD_LETTERS_TABLE} WHERE date = :d AND stage IN :stages"), params)
     conn.execute(_stages(f"DELETE FROM {warehouse.DEAD_LETTERS_TABLE} WHERE date = :d AND stage IN :stages"), params)
 
 
+# Which dead letter a row is. Its record too: one id can have several letters of one reason (a vendor
+# id given to two readings, a record sent three times), each with its own operator status.
 _LETTER_KEY = ("stage", "source", "reason", "source_record_id")
+
+
+def _record_key(conn: sa.Connection, alias: str | None) -> str:
+    """SQL: the record as a join key. On PostgreSQL its MD5 (json has no equality, and the kept side's
+    hash table of 496 k letters stays small); SQLite has no MD5 and compares the text."""
+    record = f"{alias}.record" if alias else "record"
+    return f"md5(CAST({record} AS TEXT))" if conn.dialect.name == "postgresql" else record
 
 
 def _letter_key(alias: str | None = None) -> list[str]:
@@ -259,16 +269,17 @@ def _letter_key(alias: str | None = None) -> list[str]:
     return [f"coalesce({prefix}{c}, '')" if c == "source_record_id" else f"{prefix}{c}" for c in _LETTER_KEY]
 
 
-def _same_letter(kept: str, new: str) -> str:
-    """SQL: the two rows are the same dead letter."""
-    return " AND ".join(f"{k} = {n}" for k, n in zip(_letter_key(kept), _letter_key(new)))
+def _same_letter(conn: sa.Connection, kept: str, new: str) -> str:
+    """SQL: the kept row (of ``dead_letters_kept``) and the new one are the same dead letter."""
+    pairs = [*zip(_letter_key(kept), _letter_key(new)), (f"{kept}.record_key", _record_key(conn, new))]
+    return " AND ".join(f"{k} = {n}" for k, n in pairs)
 
 
 # The queue has no unique key, so a letter can be in it twice: each new letter takes the history of
 # the first (a join with every copy would multiply the new rows on PostgreSQL)
 _FIRST_KEPT_LETTERS = (
-    f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {', '.join(_letter_key())} ORDER BY created_at) "
-    "AS nth FROM dead_letters_kept) first_kept WHERE nth = 1")
+    f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {', '.join(_letter_key())}, record_key "
+    "ORDER BY created_at) AS nth FROM dead_letters_kept) first_kept WHERE nth = 1")
 
 
 def _any_kept_letters(conn: sa.Connection) -> bool:
@@ -300,7 +311,7 @@ def _replace_dead_letters_postgres(conn: sa.Connection, day: dt.date, dead_lette
     _timed(conn, f"""
         INSERT INTO {table} ({columns}, status, status_changed_at)
         SELECT {arriving}, coalesce(k.status, 'pending'), k.status_changed_at
-        FROM dead_letters_arriving a LEFT JOIN ({_FIRST_KEPT_LETTERS}) k ON {_same_letter("k", "a")}""")
+        FROM dead_letters_arriving a LEFT JOIN ({_FIRST_KEPT_LETTERS}) k ON {_same_letter(conn, "k", "a")}""")
     _timed(conn, "RESET enable_mergejoin")
     _timed(conn, "DROP TABLE dead_letters_arriving, dead_letters_kept")
     return rows
@@ -312,7 +323,7 @@ def _restore_dead_letter_history(conn: sa.Connection, day: dt.date) -> None:
     if _any_kept_letters(conn):
         conn.execute(sa.text(
             f"UPDATE {table} SET created_at = k.created_at, status = k.status, status_changed_at = k.status_changed_at "
-            f"FROM ({_FIRST_KEPT_LETTERS}) k WHERE {table}.date = :d AND {_same_letter('k', table)}"), {"d": day})
+            f"FROM ({_FIRST_KEPT_LETTERS}) k WHERE {table}.date = :d AND {_same_letter(conn, 'k', table)}"), {"d": day})
     conn.execute(sa.text("DROP TABLE dead_letters_kept"))
 
 
