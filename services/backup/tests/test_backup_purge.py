@@ -94,6 +94,10 @@ def test_purge_usage_errors(sqlite_warehouse, tools):
     assert bad_env.exit_code == 2 and "BIOMETRICS_RETENTION_DAYS" in bad_env.error_line
     no_date = sqlite_warehouse.backup("purge", "--staging-path", str(sqlite_warehouse.staging))
     assert no_date.exit_code == 2 and "--date" in no_date.error_line
+    for too_long in (_purge(sqlite_warehouse, tools, "--retention-days", "1000000"),
+                     _purge(sqlite_warehouse, tools, "--retention-days", "99999999999"),
+                     _purge(sqlite_warehouse, tools, env={"BIOMETRICS_RETENTION_DAYS": "2147483647"})):
+        assert too_long.exit_code == 2 and "reaches before year 1" in too_long.error_line, too_long.stderr
     assert tools.scalar(sqlite_warehouse.url, "SELECT count(DISTINCT date) FROM biometric_readings") == 4
 
 
@@ -103,3 +107,14 @@ def test_purge_of_an_unmigrated_warehouse_is_a_configuration_error(tmp_path, too
     out = tools.backup("purge", "--date", tools.DAY.isoformat(), "--staging-path", str(tmp_path),
                        env={"BIOMETRICS_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'empty.db'}"})
     assert out.exit_code == 2 and "biometrics-load migrate" in out.error_line
+
+
+def test_staging_that_cannot_be_read_stops_the_purge_before_the_warehouse(sqlite_warehouse, tools, tmp_path):
+    before = tools.content(sqlite_warehouse.url)
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "backups").write_text("a file where the backups' folder belongs")  # listing it fails
+    out = sqlite_warehouse.backup("purge", "--date", tools.DAY.isoformat(), "--retention-days", "1",
+                                  "--staging-path", str(unreadable))
+    assert out.exit_code == 2 and "cannot list staging" in out.error_line, out.stderr
+    assert tools.content(sqlite_warehouse.url) == before

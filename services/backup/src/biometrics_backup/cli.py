@@ -9,6 +9,7 @@ import click
 
 from biometrics_core import db, runlog, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
+from biometrics_core.errors import ConfigError
 
 from . import backup, purge as retention
 
@@ -53,13 +54,17 @@ def restore(run: StageRun, source: str | None, target_url: str | None, force: bo
               help="Days to keep (default $BIOMETRICS_RETENTION_DAYS, 90).")
 def purge(run: StageRun, retention_days: int | None):
     days = retention_days or settings.get_int("BIOMETRICS_RETENTION_DAYS")
-    cutoff = run.day - dt.timedelta(days=days)
+    try:
+        cutoff = run.day - dt.timedelta(days=days)
+    except OverflowError:
+        raise ConfigError(f"a retention of {days} days before {run.day} reaches before year 1") from None
     log.info("purging everything older than %s (%d days before %s)", cutoff, days, run.day)
     url = settings.warehouse_url()
     engine = db.connect(url, "BIOMETRICS_WAREHOUSE_URL", "warehouse")
     try:
+        folders = retention.staging_to_purge(run.staging, cutoff)  # staging proven readable first
         warehouse = retention.purge_warehouse(engine, cutoff)
-        staged = retention.purge_staging(run.staging, cutoff)
+        staged = retention.purge_staging(run.staging, folders)
         run.manifest.details = {"cutoff": cutoff.isoformat(), "retention_days": days, **warehouse,
                                 "deleted_staging": staged}
         runlog.record_run(engine, run.finish())

@@ -101,15 +101,20 @@ def purge_warehouse(engine: sa.Engine, cutoff: dt.date) -> dict:
     return {"dropped_partitions": dropped, "deleted_rows": deleted}
 
 
-def purge_staging(staging: Staging, cutoff: dt.date) -> list[str]:
-    """Delete dated folders older than the cutoff; the URIs deleted."""
+def staging_to_purge(staging: Staging, cutoff: dt.date) -> list[str]:
+    """The dated folders older than the cutoff. Listed before the warehouse is touched: staging that
+    cannot be read (wrong credentials, say) stops the purge before anything is deleted."""
     candidates = [f"{layout.BACKUPS_DIR}/{name}" for name in staging.list_dirs(layout.BACKUPS_DIR)]
     candidates += staging.list_dirs("")
+    return [rel for rel in candidates
+            if (day := layout.folder_day(rel.rsplit("/", 1)[-1])) is not None and day < cutoff]
+
+
+def purge_staging(staging: Staging, folders: list[str]) -> list[str]:
+    """Delete the folders ``staging_to_purge`` found; the URIs deleted."""
     deleted = []
-    for rel in candidates:
-        day = layout.folder_day(rel.rsplit("/", 1)[-1])
-        if day is not None and day < cutoff:
-            staging.delete(rel)
-            log.info("deleted %s", staging.uri(rel))
-            deleted.append(staging.uri(rel))
+    for rel in folders:
+        staging.delete(rel)
+        log.info("deleted %s", staging.uri(rel))
+        deleted.append(staging.uri(rel))
     return deleted
