@@ -249,7 +249,7 @@ def test_a_backup_filed_under_another_day_is_refused(warehouse, targets, tools):
     other = tools.DAY + dt.timedelta(days=1)
     shutil.copytree(_location(warehouse, tools), warehouse.staging / "backups" / other.isoformat())
     target = targets.empty()
-    out = warehouse.backup("restore", "--date", other.isoformat(), "--staging-path",
-                                  str(warehouse.staging), env={"BIOMETRICS_RESTORE_TARGET_URL": target})
+    out = warehouse.backup("restore", "--date", other.isoformat(), "--staging-path", str(warehouse.staging),
+                           env={"BIOMETRICS_RESTORE_TARGET_URL": target})
     assert out.exit_code == 2 and f"is the backup of {tools.DAY}, not of {other}" in out.error_line, out.stderr
     assert tools.content(target) == {}

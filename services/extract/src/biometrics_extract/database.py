@@ -139,6 +139,7 @@ def _fetch(result: sa.CursorResult, batch_size: int) -> list:
 
 
 def _breaks_schema(detail: str) -> InputError:
-    # a database whose rows break the declared types (SQLite stores text in a number column, NULLs
-    # where the schema says NOT NULL when the table was made without it): no retry mends that
+    # a database whose rows break the declared types (SQLite stores text in a number column, or a NULL
+    # or unparsable time when the table was made without its constraints): no retry mends that. (NULL
+    # keys are the transform's missing_key dead letters.)
     return InputError(f"the source's {SOURCE_TABLE} breaks its schema ({detail}): fix the rows and rerun the day")

@@ -257,11 +257,10 @@ _LETTER_KEY = ("stage", "source", "reason", "source_record_id")
 
 
 def _record_key(conn: sa.Connection, alias: str | None) -> str:
-    """SQL: the record as a join key. On PostgreSQL a 64-bit hash of its text: json has no equality,
-    and the text itself made the kept side's hash table of 496 k letters too large (a rerun's INSERT
-    of the 10 M day's letters 7.8-9.1 s with no record in the key, 11.0-12.8 s with its MD5, 9.0-10.7 s
-    with this hash; a collision, within one id and reason, would only swap two letters' histories).
-    SQLite compares the text."""
+    """SQL: the record as a join key. On PostgreSQL a 64-bit hash of its text (json has no equality):
+    a rerun's INSERT of the 10 M day's 496 k letters took 7.8-9.1 s with no record in the key,
+    11.0-12.8 s with its MD5, 9.0-10.7 s with this hash; a collision, within one id and reason, would
+    only swap two letters' histories. SQLite compares the text."""
     record = f"{alias}.record" if alias else "record"
     return f"hashtextextended(CAST({record} AS TEXT), 0)" if conn.dialect.name == "postgresql" else record
 
