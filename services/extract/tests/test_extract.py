@@ -148,12 +148,31 @@ def _json_line(**fields) -> str:
     ("x.csv", HEADER + "--9001,2,d,heart_rate,70,bpm,2026-01-05T10:00:00Z\n", "reading_id must be a whole number"),
     ("x.csv", HEADER + "1,2,d\x001,heart_rate,70,bpm,2026-01-05T10:00:00Z\n", "device_id holds a NUL character"),
     ("x.jsonl", _json_line(metric_type="sp\x00o2"), "metric_type holds a NUL character"),
-    ("x.jsonl", _json_line(value=10**400), "value 1000.* is too large for a number"),
+    ("x.jsonl", _json_line(value=10**400), "value 1000.* \\(401 digits\\) is too large for a number"),
+    ("x.jsonl", _json_line()[:-1] + ', "value": 1e400}', "line 1: value 1e400 is too large for a number"),
+    ("x.csv", HEADER + "1,2,d,heart_rate,1e400,bpm,2026-01-05T10:00:00Z\n", "line 2: value 1e400 is too large"),
+    # float() would read these as 1000, 30 and 5
+    ("x.csv", HEADER + "1,2,d,heart_rate,1_000,bpm,2026-01-05T10:00:00Z\n", "value must be a number, got '1_000'"),
+    ("x.csv", HEADER + "1,2,d,heart_rate,\u0663\u0660,bpm,2026-01-05T10:00:00Z\n", "value must be a number"),
+    ("x.jsonl", _json_line(value="\uff15"), "value must be a number"),
+    # the JSON escape of half a surrogate pair decodes to a string no UTF-8 text can hold
+    ("x.jsonl", _json_line()[:-1] + ', "device_id": "d\\ud800"}', "line 1: device_id holds an unpaired surrogate"),
     ("x.jsonl", _json_line()[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "line 1: JSON nested too deeply"),
 ])
 def test_malformed_vendor_content(name, content, message):
     with pytest.raises(vendor._Malformed, match=message):
         vendor.parse_file("v", name, content.encode(), dt.datetime.now(UTC))
+
+
+def test_vendor_numbers_as_written():
+    values = ["70", "-1.5e2", ".5", "5.", " 7 ", "+3", "nan", "-Infinity", "1e-400"]
+    content = HEADER + "".join(f"{i},2,d,heart_rate,{v},bpm,2026-01-05T10:00:00Z\n" for i, v in enumerate(values))
+    parsed = vendor.parse_file("v", "x.csv", content.encode(), dt.datetime.now(UTC)).column("value").to_pylist()
+    assert parsed[:6] == [70.0, -150.0, 0.5, 5.0, 7.0, 3.0] and math.isnan(parsed[6])
+    assert parsed[7:] == [-math.inf, 0.0]  # NaN and infinities are bad records for the transform, not bad files
+    pair = vendor.parse_file("v", "x.jsonl", (_json_line()[:-1] + ', "device_id": "d\\ud83d\\ude00"}').encode(),
+                             dt.datetime.now(UTC))
+    assert pair.column("device_id").to_pylist() == ["d\U0001f600"]  # a whole surrogate pair is one character
 
 
 def test_json_lines_end_at_newlines_only():

@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -62,7 +63,26 @@ def _text(value, field: str, required: bool) -> str | None:
         raise _Malformed(f"{field} must be text, got {value!r}")
     if "\x00" in value:  # PostgreSQL's text cannot hold it: the load would refuse the whole day
         raise _Malformed(f"{field} holds a NUL character")
+    if not value.isascii():
+        try:  # JSON's "\ud800" escape decodes to a lone surrogate, which no UTF-8 text can hold
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Malformed(f"{field} holds an unpaired surrogate (an invalid \\u escape)") from None
     return value
+
+
+# A decimal number in ASCII, or NaN / Infinity (bad records, not a malformed file). float() alone
+# would also take '1_000', '٣٠' and fullwidth digits.
+_NUMBER = re.compile(r"\s*[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)\s*",
+                     re.IGNORECASE)
+
+
+def _finite_literal(text: str) -> float:
+    """A number written with digits, which must stay finite: 1e400 is not infinity."""
+    number = float(text)
+    if math.isinf(number):
+        raise _Malformed(f"value {text.strip()} is too large for a number")
+    return number
 
 
 def _float(value) -> float | None:
@@ -74,12 +94,12 @@ def _float(value) -> float | None:
         try:
             return float(value)
         except OverflowError:  # a JSON integer of hundreds of digits
-            raise _Malformed(f"value {value} is too large for a number") from None
-    if isinstance(value, str):
-        try:
-            return float(value)  # accepts "NaN": a bad record, not a malformed file
-        except ValueError:
-            pass
+            digits = str(value)
+            raise _Malformed(f"value {digits[:20]}… ({len(digits)} digits) is too large for a number") from None
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        if any(c.isdigit() for c in value):
+            return _finite_literal(value)
+        return float(value)
     raise _Malformed(f"value must be a number, got {value!r}")
 
 
@@ -143,7 +163,9 @@ def _lines(name: str, text: str):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, parse_float=_finite_literal)
+            except _Malformed as exc:
+                raise _Malformed(f"line {lineno}: {exc}") from None
             except json.JSONDecodeError as exc:
                 raise _Malformed(f"line {lineno}: invalid JSON ({exc.msg})") from None
             except RecursionError:
