@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,6 +49,7 @@ def transform(tmp_path, records, day=DAY, files=1):
 @pytest.mark.parametrize("metric,value,unit,canonical_value,canonical_unit", [
     ("heart_rate", 72.0, "bpm", 72.0, "bpm"),
     ("heart_rate", 72.0, None, 72.0, "bpm"),
+    ("heart_rate", 72.0, "", 72.0, "bpm"),  # empty like NULL: a CSV cannot tell the two apart
     ("spo2", 97.5, "percent", 97.5, "percent"),
     ("steps", 1234.0, "count", 1234.0, "count"),
     ("skin_temperature", 33.0, "celsius", 33.0, "celsius"),
@@ -67,7 +72,6 @@ def test_units_are_normalised(tmp_path, metric, value, unit, canonical_value, ca
     (reading(1, metric="mood", value=3.0, unit="points"), "unknown_metric_type"),
     (reading(1, unit="kg"), "unknown_unit"),
     (reading(1, metric="skin_temperature", value=33.0, unit="kelvin"), "unknown_unit"),
-    (reading(1, unit=""), "unknown_unit"),
     (reading(1, value=None), "missing_value"),
     (reading(1, value=float("nan")), "missing_value"),
     (reading(1, value=251.0), "out_of_range"),
@@ -249,3 +253,20 @@ def test_every_row_has_exactly_one_outcome(tmp_path):
     assert list(metrics) == sorted(metrics)  # in the warehouse's key order: the load's COPY appends to it
     assert set(manifest["rows_rejected"]) == {"unknown_unit", "unknown_metric_type", "missing_value",
                                               "out_of_range", "duplicate"}
+
+
+def test_dead_letters_say_their_times_in_utc_whatever_the_hosts_time_zone(tmp_path):
+    """DuckDB formats times in its session time zone, the host's unless told otherwise."""
+    staging = tmp_path / "staging"
+    (staging / schemas.EXTRACT_READINGS).mkdir(parents=True)
+    late = dt.datetime(2026, 1, 5, 23, 30, tzinfo=UTC)
+    records = [reading(1, value=999.0, created_at=late), reading(2, created_at=late + dt.timedelta(hours=1), source="acme")]
+    pq.write_table(pa.Table.from_pylist(records, schema=schemas.READINGS), staging / schemas.EXTRACT_READINGS / "p.parquet")
+    cli = Path(sys.executable).with_name("biometrics-transform")
+    done = subprocess.run([str(cli), "readings", "--date", DAY.isoformat(), "--staging-path", str(staging)],
+                          env={**os.environ, "TZ": "Asia/Kolkata"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    dead = {int(r["source_record_id"]): r for r in pq.read_table(staging / schemas.TRANSFORM_DEAD_LETTERS).to_pylist()}
+    assert json.loads(dead[1]["record"])["created_at"] == "2026-01-05T23:30:00.000000Z"
+    assert json.loads(dead[1]["record"])["ingested_at"] == "2026-01-05T23:30:00.000000Z"
+    assert dead[2]["detail"] == "created_at 2026-01-06T00:30:00.000000Z is not on 2026-01-05"

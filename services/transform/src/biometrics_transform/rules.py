@@ -26,11 +26,11 @@ from biometrics_core.schemas import DATABASE_SOURCE
 # and the first rule the row breaks (NULL for a clean row).
 _JUDGE = """
 WITH src AS (
-    SELECT r.*, coalesce(r.unit, m.canonical_unit) AS unit_in, m.canonical_unit,
+    SELECT r.*, coalesce(nullif(r.unit, ''), m.canonical_unit) AS unit_in, m.canonical_unit,
            u.shift, u.factor, u.low, u.high
     FROM {rows} r
     LEFT JOIN metric_catalogue m ON m.metric_type = r.metric_type
-    LEFT JOIN unit_catalogue u ON u.metric_type = r.metric_type AND u.unit = coalesce(r.unit, m.canonical_unit)
+    LEFT JOIN unit_catalogue u ON u.metric_type = r.metric_type AND u.unit = coalesce(nullif(r.unit, ''), m.canonical_unit)
 )
 SELECT *, (value - shift) * factor AS canonical_value,
     CASE
@@ -165,6 +165,10 @@ def connect(memory_limit: str, threads: int | None, temp_dir: str) -> duckdb.Duc
     con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": temp_dir,
                                  "preserve_insertion_order": False,
                                  **({"threads": threads} if threads else {})})
+    # DuckDB casts and formats TIMESTAMPTZ in its session time zone, the host's by default: the dead
+    # letters' records and details say their times in UTC, with a Z. (Set after connecting: as a
+    # connect option it is applied before the built-in ICU extension is loaded, and refused.)
+    con.execute("SET TimeZone = 'UTC'")
     con.execute("CREATE TEMP TABLE unit_catalogue (metric_type VARCHAR, unit VARCHAR, shift DOUBLE, factor DOUBLE, "
                 "canonical_unit VARCHAR, low DOUBLE, high DOUBLE)")
     con.executemany("INSERT INTO unit_catalogue VALUES (?, ?, ?, ?, ?, ?, ?)", unit_rows())
