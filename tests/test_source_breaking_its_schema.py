@@ -1,5 +1,6 @@
 """A source that breaks its own schema (NULL keys that `raw_biometric_data` declares NOT NULL) still
-loads its day: such records are dead letters, and every record of the day is accounted for."""
+loads its day: such records are dead letters, and every record of the day is accounted for. A SQLite
+source written by other hands than SQLAlchemy's (its own time text) has its days picked right."""
 
 from __future__ import annotations
 
@@ -28,3 +29,29 @@ def test_records_without_keys_become_dead_letters(tmp_path):
     records = source_records(url, DAY, {})
     reference = assert_warehouse_matches(warehouse, DAY, records)
     assert reference.reject_counts()["missing_key"] == 2
+
+
+def test_sqlite_times_without_fraction_are_on_their_day(tmp_path):
+    """SQLite's own CURRENT_TIMESTAMP form, `YYYY-MM-DD HH:MM:SS`, compared as text: a bound of
+    `D 00:00:00.000000` put `D 00:00:00` before the day, so that reading was on neither day."""
+    source = tmp_path / "app.db"
+    url = sample.write_sqlite_source_without_constraints(source, sample.generate_day(DAY, users=1, readings_per_user=1)
+                                                         .database.slice(0, 0))
+    times = {1: "2026-01-05 00:00:00", 2: "2026-01-05 12:00:00", 3: "2026-01-06 00:00:00", 4: "2026-01-06 12:00:00",
+             5: "2026-01-05T23:59:59.999999", 6: "2026-01-04 23:59:59.999999"}
+    with sqlite3.connect(source) as conn:
+        conn.executemany("INSERT INTO raw_biometric_data VALUES (?, 7, 'd1', 'heart_rate', 70.0, 'bpm', ?, ?)",
+                         [(i, t, t) for i, t in times.items()])
+    conn.close()
+    warehouse = f"sqlite:///{tmp_path / 'wh.db'}"
+    loaded = {}
+    for day in (DAY, DAY + dt.timedelta(days=1)):
+        manifests = run_daily_job(day, str(tmp_path / "staging" / day.isoformat()),
+                                  {"BIOMETRICS_DB_URL": url, "BIOMETRICS_WAREHOUSE_URL": warehouse})
+        # (validate exited 0, run_daily_job checks it: it counted the source's day the same way)
+        assert manifests["transform"]["rows_rejected"] == {}
+        with sqlite3.connect(tmp_path / "wh.db") as conn:
+            loaded[day] = sorted(r for (r,) in conn.execute(
+                "SELECT reading_id FROM biometric_readings WHERE date = ?", (day.isoformat(),)))
+        conn.close()
+    assert loaded == {DAY: [1, 2, 5], DAY + dt.timedelta(days=1): [3, 4]}

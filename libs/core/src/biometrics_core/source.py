@@ -29,9 +29,16 @@ def check_source(engine: Engine) -> None:
         raise ConfigError(f"the application database has no table {SOURCE_TABLE}")
 
 
-def day_bounds(engine: Engine, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """The day's [start, end) in the form the database compares ``created_at`` with."""
+def on_day(engine: Engine, day: dt.date) -> sa.ColumnElement[bool]:
+    """The condition that a source row's ``created_at`` is on ``day`` (UTC), as this database compares.
+
+    SQLite keeps times as text (SQLAlchemy writes ``YYYY-MM-DD HH:MM:SS.ffffff``, SQLite's own
+    ``CURRENT_TIMESTAMP`` ``YYYY-MM-DD HH:MM:SS``), compared as text: against the day's dates alone,
+    every form that starts with the date is on it. A bound of ``D 00:00:00.000000`` sorted
+    ``D 00:00:00`` before the day, so that midnight reading was in neither day."""
+    created_at = source_table.c.created_at
+    if engine.dialect.name == "sqlite":
+        as_text = sa.type_coerce(created_at, sa.Text)
+        return sa.and_(as_text >= day.isoformat(), as_text < (day + dt.timedelta(days=1)).isoformat())
     start, end = day_window(day)
-    if engine.dialect.name == "sqlite":  # SQLite keeps naive UTC text: compare like with like
-        start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-    return start, end
+    return sa.and_(created_at >= start, created_at < end)

@@ -22,7 +22,7 @@ from biometrics_core import db
 from biometrics_core.dates import day_window
 from biometrics_core.errors import InputError
 from biometrics_core.schemas import DATABASE_SOURCE, READINGS
-from biometrics_core.source import SOURCE_COLUMNS, SOURCE_TABLE, check_source, day_bounds, source_table
+from biometrics_core.source import SOURCE_COLUMNS, SOURCE_TABLE, check_source, on_day, source_table
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +111,8 @@ def _read_postgres(engine: Engine, start: dt.datetime, end: dt.datetime,
 
 
 def _read_generic(engine: Engine, day: dt.date, batch_size: int) -> Iterator[pa.RecordBatch]:
-    start, end = day_bounds(engine, day)
     query = (sa.select(*[source_table.c[name] for name in SOURCE_COLUMNS])
-             .where(source_table.c.created_at >= start, source_table.c.created_at < end)
+             .where(on_day(engine, day))
              .order_by(source_table.c.reading_id))
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)

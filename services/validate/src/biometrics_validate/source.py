@@ -15,15 +15,13 @@ from sqlalchemy.engine import Engine
 from biometrics_core.errors import InputError
 from biometrics_core.manifest import manifest_path, upstream_manifest
 from biometrics_core.schemas import DATABASE_SOURCE
-from biometrics_core.source import check_source, day_bounds, source_table
+from biometrics_core.source import check_source, on_day, source_table
 from biometrics_core.staging import Staging
 
 def database_rows(engine: Engine, day: dt.date) -> int:
     """``raw_biometric_data`` rows with ``created_at`` in [D, D+1), counted by the database."""
     check_source(engine)
-    start, end = day_bounds(engine, day)
-    created_at = source_table.c.created_at
-    query = sa.select(sa.func.count()).select_from(source_table).where(created_at >= start, created_at < end)
+    query = sa.select(sa.func.count()).select_from(source_table).where(on_day(engine, day))
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
 
