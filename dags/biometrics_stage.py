@@ -6,16 +6,20 @@
 
 - **Image**: pinned, from ``biometrics_images.json`` next to this file (written by ``make build``;
   ``BIOMETRICS_IMAGES_FILE`` points elsewhere). A ``:latest`` or untagged image is refused.
-- **Data day**: the UTC day before the run's logical date (a manual run without a logical date:
-  the day before it was triggered); see ``data_day``. A run at 2026-01-06T02:00Z processes 2026-01-05.
+- **Data day**: the run's ``data_day`` param when it is given (``YYYY-MM-DD``: to reprocess a day),
+  else the UTC day before the run's logical date (a manual run without a logical date: the day
+  before it was triggered); see ``data_day``. A run at 2026-01-06T02:00Z processes 2026-01-05.
 - **Variables** (read when the task runs, never while the DAG is parsed): ``etl_staging_path``
-  (default ``s3://biometrics-etl/staging``), ``batch_size`` (default ``10000``) and, for extract,
-  ``vendor_inbox_path`` (default empty: the stage's own default, ``<staging path>/inbox``).
+  (default ``s3://biometrics-etl/staging``; ``s3://bucket/prefix`` or ``file:///absolute/path``, which
+  is bind-mounted from the Docker host into every stage's container at the same path, so the stages
+  share it), ``batch_size`` (default ``10000``) and, for extract, ``vendor_inbox_path`` (default
+  empty: the stage's own default, ``<staging path>/inbox``). Blank values count as unset.
 - **Connections** reach the container only through ``private_environment``, filled in ``execute``:
   never in the command, never in a templated (rendered, stored, shown) field. ``biometrics_db`` ->
   ``BIOMETRICS_DB_URL``, ``biometrics_warehouse`` -> ``BIOMETRICS_WAREHOUSE_URL`` (Airflow's
   ``postgres://`` becomes SQLAlchemy's ``postgresql+psycopg2://``); the optional ``biometrics_s3``
-  (type aws: login/password = key id/secret, extra ``region_name``, ``endpoint_url``) -> ``AWS_*``.
+  (type aws: login/password = key id/secret, extra ``region_name``, ``endpoint_url``,
+  ``aws_session_token``) -> ``AWS_*``.
 - **Manifest**: the last line the stage prints on stdout (not stderr) is parsed as JSON and becomes
   the task's XCom (``return_value``).
 - **Engine settings** (deployment, read at parse time from the environment of the dag-processor and
@@ -30,12 +34,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from airflow.providers.docker.operators.docker import DockerOperator
+from airflow.sdk import Param
+from docker.types import Mount
 
 STAGES = ("extract", "transform", "load", "validate", "backup")
 DEFAULT_STAGING_PATH = "s3://biometrics-etl/staging"
@@ -62,48 +69,113 @@ DEFAULT_ARGS: dict[str, Any] = {
     "owner": "biometrics",
     "retries": 3,
     "retry_delay": dt.timedelta(minutes=2),
-    "retry_exponential_backoff": 2.0,  # 2, 4, 8 min ... (a multiplier in Airflow 3; True would mean 1.0)
+    # a multiplier in Airflow 3 (True would mean 1.0); Airflow adds jitter, so the n-th retry waits
+    # between 2 * 2**(n-1) and twice that: [2, 4), [4, 8), [8, 16) minutes
+    "retry_exponential_backoff": 2.0,
     "max_retry_delay": dt.timedelta(minutes=60),
     "execution_timeout": dt.timedelta(hours=3),
 }
 
-# Templates rendered when the task runs. `var.value.get` reads the Variable then, not at parse time.
-STAGING_ROOT_TEMPLATE = "{{ var.value.get('etl_staging_path', '%s').rstrip('/') }}" % DEFAULT_STAGING_PATH
-BATCH_SIZE_TEMPLATE = "{{ var.value.get('batch_size', '%s') }}" % DEFAULT_BATCH_SIZE
-INBOX_PATH_TEMPLATE = "{{ var.value.get('vendor_inbox_path', '') }}"
+# Templates rendered when the task runs, from values StageOperator puts in the context then (the
+# Variables are read at that time, never at parse time).
+BATCH_SIZE_TEMPLATE = "{{ var.value.get('batch_size', '%s') | trim }}" % DEFAULT_BATCH_SIZE
+INBOX_PATH_TEMPLATE = "{{ biometrics_inbox_path }}"
 DATA_DAY_TEMPLATE = "{{ biometrics_data_day }}"
-STAGING_PATH_TEMPLATE = STAGING_ROOT_TEMPLATE + "/{{ dag.dag_id }}/" + DATA_DAY_TEMPLATE
+STAGING_PATH_TEMPLATE = "{{ biometrics_staging_root }}/{{ dag.dag_id }}/" + DATA_DAY_TEMPLATE
+
+# The params of a DAG whose tasks are stage tasks: `data_day` reprocesses one day on a manual run
+# (`airflow dags trigger <dag> --conf '{"data_day": "2026-01-05"}'`), whatever the logical date.
+def data_day_params() -> dict[str, Param]:
+    return {"data_day": Param(None, type=["null", "string"], pattern=r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*$",
+                              description="The UTC day to process (YYYY-MM-DD); empty: the day before the "
+                                          "logical date")}
 
 
-def data_day(dag_run: Any) -> str:
-    """The UTC day a run processes: the day before its logical date (or, without one, its run_after)."""
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def data_day(dag_run: Any, params: Mapping[str, Any] | None = None) -> str:
+    """The UTC day a run processes: its ``data_day`` param if given, else the day before its logical
+    date (or, without one, its run_after)."""
+    chosen = (params or {}).get("data_day")
+    if chosen not in (None, ""):
+        text = str(chosen).strip()
+        try:
+            if not _DAY.fullmatch(text):
+                raise ValueError
+            return dt.date.fromisoformat(text).isoformat()
+        except ValueError:
+            raise ValueError(f"param data_day {chosen!r} is not a day: give it as YYYY-MM-DD") from None
     moment = getattr(dag_run, "logical_date", None) or dag_run.run_after
     if moment.tzinfo is None:
         raise ValueError(f"naive run date {moment!r}: Airflow dates are timezone-aware")
     return (moment.astimezone(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
 
 
+def staging_location(value: Any, name: str, default: str = "") -> str:
+    """A Variable holding a staging location, as the stages get it: ``s3://bucket[/prefix]`` or
+    ``file:///absolute/path``, without a trailing slash; blank is ``default``.
+
+    Containers share no folder unless one is mounted, so a bare path is refused rather than written
+    inside a container that is then removed."""
+    text = str(value if value is not None else "").strip()
+    if not text:
+        return default
+    parts = urlsplit(text)
+    if parts.scheme == "s3" and parts.netloc:
+        return text.rstrip("/")
+    if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
+        path = parts.path.rstrip("/")
+        if path and not parts.query and not parts.fragment:
+            return f"file://{path}"
+    raise ValueError(f"Variable {name} {text!r}: use s3://bucket/prefix, or file:///absolute/path "
+                     "(a folder of the Docker host, bind-mounted into every stage's container)")
+
+
+def _file_path(location: str) -> str | None:
+    return location[len("file://"):] if location.startswith("file://") else None
+
+
+# Extras of Airflow's postgres connection that its PostgresHook reads itself and never hands to libpq
+_HOOK_ONLY_EXTRAS = frozenset({
+    "iam", "redshift", "redshift-serverless", "cluster-identifier", "workgroup-name", "aws_conn_id",
+    "azure_conn_id", "cursor", "sqlalchemy_scheme", "sqlalchemy_query", "enable_log_db_messages"})
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):  # libpq's switches (keepalives, ...) take 1 and 0, not True
+        return "1" if value else "0"
+    return str(value)
+
+
 def sqlalchemy_url(conn: Any) -> str:
     """A SQLAlchemy URL for an Airflow connection (``postgres`` -> ``postgresql+psycopg2``)."""
     conn_type = (conn.conn_type or "").lower()
+    extra = conn.extra_dejson or {}
+    if conn_type == "sqlite":  # Airflow keeps the database file's path in host
+        path = conn.host or conn.schema or ""
+        return f"sqlite:///{path}" if path else "sqlite://"
     if conn_type in ("postgres", "postgresql", "postgresql+psycopg2"):
-        scheme = "postgresql+psycopg2"
+        scheme = str(extra.get("sqlalchemy_scheme") or "postgresql+psycopg2")
     elif conn_type:
         scheme = conn_type.replace("_", "+", 1) if conn_type.startswith("postgresql_") else conn_type
     else:
         raise ValueError(f"connection {conn.conn_id!r} has no type")
     auth = ""
-    if conn.login:
-        auth = quote(conn.login, safe="")
+    if conn.login or conn.password:
+        auth = quote(conn.login or "", safe="")
         if conn.password:
             auth += ":" + quote(conn.password, safe="")
         auth += "@"
     host = conn.host or ""
+    if ":" in host and not host.startswith("["):  # an IPv6 address (Airflow drops the brackets)
+        host = f"[{host}]"
     if conn.port:
         host += f":{conn.port}"
     url = f"{scheme}://{auth}{host}/{quote(conn.schema or '', safe='')}"
-    extra = {k: v for k, v in (conn.extra_dejson or {}).items() if isinstance(v, (str, int, float, bool))}
-    return url + ("?" + urlencode(extra) if extra else "")
+    query = {k: _query_value(v) for k, v in extra.items()
+             if isinstance(v, (str, int, float, bool)) and k not in _HOOK_ONLY_EXTRAS}
+    return url + ("?" + urlencode(query) if query else "")
 
 
 def _aws_env(conn: Any) -> dict[str, str]:
@@ -111,6 +183,7 @@ def _aws_env(conn: Any) -> dict[str, str]:
     env = {
         "AWS_ACCESS_KEY_ID": conn.login or "",
         "AWS_SECRET_ACCESS_KEY": conn.password or "",
+        "AWS_SESSION_TOKEN": extra.get("aws_session_token") or "",
         "AWS_DEFAULT_REGION": extra.get("region_name") or "",
         "AWS_ENDPOINT_URL": extra.get("endpoint_url") or (conn.host or ""),
     }
@@ -125,10 +198,19 @@ def load_images(path: Path = IMAGES_FILE) -> dict[str, str]:
         raise FileNotFoundError(
             f"{path} is missing: run `make build` (it writes the pinned image of each stage there), "
             "or point BIOMETRICS_IMAGES_FILE at such a file") from None
-    images = doc["images"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable JSON file ({exc}): run `make build` again") from None
+    images = doc.get("images") if isinstance(doc, dict) else None
+    if not isinstance(images, dict):
+        raise ValueError(f"{path} has no \"images\" object: run `make build` again")
+    missing = [stage for stage in STAGES if stage not in images]
+    if missing:
+        raise ValueError(f"{path} names no image for {', '.join(missing)}: run `make build` again")
     for stage, ref in images.items():
+        if not isinstance(ref, str):
+            raise ValueError(f"{path}: the {stage} image {ref!r} is not an image reference")
         name, _, tag = ref.rpartition(":")
-        if not name or "/" in tag or tag in ("", "latest"):
+        if not name or "/" in tag or tag in ("", "latest") or ref != ref.strip() or any(c.isspace() for c in ref):
             raise ValueError(f"{path}: the {stage} image {ref!r} is not pinned to a version tag")
     return images
 
@@ -148,8 +230,22 @@ class StageOperator(DockerOperator):
         self.remove = remove
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-        context["biometrics_data_day"] = data_day(context["dag_run"])
+        variables = context["var"]["value"]
+        context["biometrics_data_day"] = data_day(context["dag_run"], context.get("params"))
+        context["biometrics_staging_root"] = self._staging_root = staging_location(
+            variables.get("etl_staging_path", None), "etl_staging_path", DEFAULT_STAGING_PATH)
+        context["biometrics_inbox_path"] = self._inbox_path = staging_location(
+            variables.get("vendor_inbox_path", None), "vendor_inbox_path")
         super().render_template_fields(context, jinja_env)
+
+    def _shared_folders(self) -> list[Mount]:
+        """``file://`` staging: the folders bind-mounted from the Docker host at the same path, so the
+        stages' containers all see what the others wrote (a container's own disk goes with it)."""
+        folders = {path for path in (_file_path(getattr(self, "_staging_root", "")),
+                                     _file_path(getattr(self, "_inbox_path", "") if self.stage == "extract" else ""))
+                   if path}
+        mounted = {m.get("Target") for m in self.mounts}
+        return [Mount(target=path, source=path, type="bind") for path in sorted(folders) if path not in mounted]
 
     def _secret_environment(self) -> dict[str, str]:
         from airflow.sdk import Connection
@@ -169,11 +265,14 @@ class StageOperator(DockerOperator):
                 self.log.info("no %s connection: the container uses its default AWS credentials", self.s3_conn_id)
         for name, value in env.items():
             if name not in ("AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"):
-                mask_secret(value, name)
+                # the value alone: with a name, Airflow masks only under names that look secret
+                mask_secret(value)
         return env
 
     def execute(self, context: Any) -> Any:
         self._private_environment = {**self._private_environment, **self._secret_environment()}
+        self.mounts = [*self.mounts, *self._shared_folders()]
+        self._removed = False
         succeeded = False
         try:
             super().execute(context)
@@ -199,15 +298,20 @@ class StageOperator(DockerOperator):
 
     def _remove_container(self, succeeded: bool) -> None:
         container = getattr(self, "container", None)
-        if not container or self.remove == "never" or (self.remove == "success" and not succeeded):
+        if (not container or getattr(self, "_removed", False) or self.remove == "never"
+                or (self.remove == "success" and not succeeded)):
             return
         try:
             self.cli.remove_container(container["Id"], force=True)
+            self._removed = True
         except Exception as exc:  # noqa: BLE001 - cleanup must not hide the task's own outcome
             self.log.warning("could not remove container %s: %s", container["Id"][:12], exc)
 
     def on_kill(self) -> None:
-        super().on_kill()
+        # A timeout ends execute (whose cleanup may have removed the container) before Airflow calls
+        # this: stopping a removed container would replace the timeout by Docker's 404
+        if not getattr(self, "_removed", False):
+            super().on_kill()
         if self.remove == "force":
             self._remove_container(False)
 

@@ -79,27 +79,39 @@ def main(out: str, logical_dates: list[str]) -> None:
             "owner": dag.owner,
             "start_date": jsonable(dag.start_date),
             "max_active_runs": dag.max_active_runs,
+            "params": jsonable({name: dag.params[name] for name in dag.params.keys()}),
             "default_args": jsonable(dag.default_args),
             "tasks": tasks,
         }
 
-    # Rendering, as `airflow tasks render` does it (an in-memory run per logical date).
+    # Rendering, as `airflow tasks render` does it (an in-memory run per logical date). Rendering
+    # replaces a task's templates by their values, so each date renders a freshly parsed task.
+    # A date followed by "+data_day=D" renders that run with the param data_day given.
     for dag_id in result["dags"]:
-        sdk_dag = get_bagged_dag(None, dag_id)
+        sdk_dag = get_bagged_dag(None, dag_id)  # (also writes the DAG to the metadata database)
         scheduler_dag = get_db_dag(None, dag_id)
-        for logical_date in logical_dates:
+        for nth, run in enumerate(logical_dates):
+            logical_date, _, param_day = run.partition("+data_day=")
+            if nth:
+                sdk_dag = get_bagged_dag(None, dag_id)
             for task_id in result["dags"][dag_id]["tasks"]:
                 ti, _ = _get_ti(scheduler_dag.get_task(task_id), -1, logical_date_or_run_id=logical_date,
                                 create_if_necessary="memory")
                 task = sdk_dag.get_task(task_id)
                 context = _get_template_context(ti, task)
+                if param_day:
+                    context["params"]["data_day"] = param_day
                 task.render_template_fields(context)
                 rendered = {attr: jsonable(getattr(context["task"], attr)) for attr in task.template_fields}
-                result["dags"][dag_id]["tasks"][task_id]["rendered"][logical_date] = rendered
+                result["dags"][dag_id]["tasks"][task_id]["rendered"][run] = rendered
+
+    # The waits Airflow itself computes before each retry (TaskInstance.next_retry_datetime, as the
+    # scheduler does), for a few runs: Airflow adds jitter to the exponential backoff.
+    result["retry_minutes"] = _retry_minutes(bag)
 
     # The data day for run shapes a test cannot easily make a real run of.
     sys.path.insert(0, str(dags_folder))
-    from biometrics_stage import _aws_env, data_day, sqlalchemy_url
+    from biometrics_stage import _aws_env, data_day, load_images, sqlalchemy_url, staging_location
 
     utc = dt.timezone.utc
     shapes = {
@@ -114,6 +126,24 @@ def main(out: str, logical_dates: list[str]) -> None:
                                                      run_after=dt.datetime(2026, 1, 1, tzinfo=utc)),
     }
     result["data_day"] = {name: data_day(run) for name, run in shapes.items()}
+    scheduled = shapes["scheduled 2026-01-06T02:00Z"]
+    result["data_day_param"] = {repr(day): _outcome(data_day, scheduled, {"data_day": day})
+                                for day in (None, "", "2025-12-31", " 2025-12-31 ", "2025-13-01", "20251231", 5)}
+    result["staging_location"] = {repr(value): _outcome(staging_location, value, "etl_staging_path", "s3://default/x")
+                                  for value in (None, "", "  ", " s3://bucket/staging/ ", "s3://", "s3:/bucket",
+                                                "file:///srv/staging/", "file://localhost/srv/st", "file://host/x",
+                                                "/srv/staging", "relative/x", "file:///", "file:///a?b=1")}
+    images = {}
+    for name, content in {"empty": "", "not json": "{", "a list": "[]", "no images": '{"registry": "r"}',
+                          "a stage missing": json.dumps({"images": {"extract": "r/e:1.0"}}),
+                          "a null image": json.dumps({"images": {s: None for s in _STAGES}}),
+                          "a trailing space": json.dumps({"images": {s: f"r/{s}:1.0 " for s in _STAGES}}),
+                          "latest": json.dumps({"images": {s: f"r/{s}:latest" for s in _STAGES}}),
+                          "pinned": json.dumps({"images": {s: f"r/{s}:1.0" for s in _STAGES}})}.items():
+        path = Path(out).with_name(f"images-{name.replace(' ', '-')}.json")
+        path.write_text(content)
+        images[name] = _outcome(load_images, path)
+    result["load_images"] = images
     # Connections -> what the containers get (the real Connection class, SQLAlchemy's URL parser).
     from airflow.sdk import Connection
     from sqlalchemy.engine import make_url
@@ -125,14 +155,62 @@ def main(out: str, logical_dates: list[str]) -> None:
     from_uri = Connection.from_uri("postgres://u:pw@127.0.0.1:5432/db", conn_id="probe_uri")
     aws = Connection(conn_id="probe_s3", conn_type="aws", login="AKIA", password="secret",
                      extra=json.dumps({"region_name": "eu-west-1", "endpoint_url": "http://127.0.0.1:9000"}))
+    temporary = Connection(conn_id="probe_s3_sts", conn_type="aws", login="ASIA", password="secret",
+                           extra=json.dumps({"aws_session_token": "token"}))
+    ipv6 = Connection.from_uri("postgres://u:pw@[::1]:5432/app", conn_id="probe_ipv6")
+    extras = Connection(conn_id="probe_extras", conn_type="postgres", host="127.0.0.1", login="u", schema="db",
+                        extra=json.dumps({"keepalives": True, "sslmode": "prefer", "cursor": "dictcursor",
+                                          "iam": False, "options": {"nested": 1}}))
+    password_only = Connection(conn_id="probe_pw", conn_type="postgres", host="127.0.0.1", password="pw", schema="db")
+    scheme = Connection(conn_id="probe_scheme", conn_type="postgres", host="127.0.0.1", schema="db",
+                        extra=json.dumps({"sqlalchemy_scheme": "postgresql+psycopg"}))
+    sqlite = Connection(conn_id="probe_sqlite", conn_type="sqlite", host="/data/app.db")
     result["connections"] = {
         "tricky": {"drivername": parsed_url.drivername, "username": parsed_url.username,
                    "password": parsed_url.password, "host": parsed_url.host, "port": parsed_url.port,
                    "database": parsed_url.database, "query": dict(parsed_url.query)},
         "from_uri": sqlalchemy_url(from_uri),
         "aws": _aws_env(aws),
+        "aws_temporary": _aws_env(temporary),
+        "ipv6": {"url": sqlalchemy_url(ipv6), "host": make_url(sqlalchemy_url(ipv6)).host},
+        "extras": sqlalchemy_url(extras),
+        "password_only": sqlalchemy_url(password_only),
+        "scheme": sqlalchemy_url(scheme),
+        "sqlite": {"url": sqlalchemy_url(sqlite), "database": make_url(sqlalchemy_url(sqlite)).database},
     }
     Path(out).write_text(json.dumps(result, indent=2, sort_keys=True))
+
+
+_STAGES = ("extract", "transform", "load", "validate", "backup")
+
+
+def _retry_minutes(bag) -> dict[str, list[list[float]]]:
+    import pendulum
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    waits: dict[str, list[list[float]]] = {}
+    for dag_id, dag in bag.dags.items():
+        scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+        for task in scheduled.tasks:
+            for day in range(1, 8):
+                logical = pendulum.datetime(2026, 1, day, 2, tz="UTC")
+                ended = logical.add(minutes=10)
+                minutes = []
+                for try_number in (1, 2, 3):
+                    ti = TaskInstance(task, run_id=f"r{day}", dag_version_id=None)
+                    ti.logical_date, ti.try_number, ti.end_date = logical, try_number, ended
+                    minutes.append((ti.next_retry_datetime() - ended).total_seconds() / 60)
+                waits.setdefault(f"{dag_id}.{task.task_id}", []).append(minutes)
+    return waits
+
+
+def _outcome(function, *args):
+    """What a call returns, or the one-line error it raises."""
+    try:
+        return {"value": function(*args)}
+    except (ValueError, FileNotFoundError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 if __name__ == "__main__":

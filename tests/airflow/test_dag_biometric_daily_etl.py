@@ -16,6 +16,8 @@ SUBCOMMANDS = {"extract": "readings", "transform": "readings", "load": "readings
                "backup": "create"}
 RUN = "2026-01-06T02:00:00+00:00"   # the scheduled run of 2026-01-06 ...
 DATA_DAY = "2026-01-05"              # ... processes the previous UTC day
+LATER_RUN = "2026-02-01T02:00:00+00:00"        # a second date, rendered after the first
+REPROCESS = RUN + "+data_day=2025-12-31"       # a run given the param data_day
 TAG = "9.9.9-0123456789ab"
 # Distinctive secrets in the Connections: none of them may show up anywhere Airflow renders or stores.
 DB_PASSWORD = "db-Pa55/w0rd:with@specials"
@@ -50,7 +52,8 @@ def images_file(tmp_path_factory):
 def parsed(airflow, images_file, tmp_path_factory):
     """dags/ parsed and rendered with the Variables' defaults (no Variable set)."""
     out = tmp_path_factory.mktemp("probe") / "defaults.json"
-    return airflow.probe(out, [RUN], {"BIOMETRICS_IMAGES_FILE": str(images_file), **_connections()})
+    return airflow.probe(out, [RUN, LATER_RUN, REPROCESS],
+                         {"BIOMETRICS_IMAGES_FILE": str(images_file), **_connections()})
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +61,8 @@ def parsed_with_variables(airflow, images_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("probe") / "variables.json"
     return airflow.probe(out, [RUN], {
         "BIOMETRICS_IMAGES_FILE": str(images_file), **_connections(),
-        "AIRFLOW_VAR_ETL_STAGING_PATH": "s3://other-bucket/etl/staging/",
-        "AIRFLOW_VAR_BATCH_SIZE": "2500",
+        "AIRFLOW_VAR_ETL_STAGING_PATH": " s3://other-bucket/etl/staging/ ",  # blanks around, as pasted
+        "AIRFLOW_VAR_BATCH_SIZE": "2500 ",
         "BIOMETRICS_DOCKER_NETWORK": "host", "BIOMETRICS_DOCKER_AUTO_REMOVE": "force",
         "BIOMETRICS_DOCKER_URL": "tcp://127.0.0.1:2375"})
 
@@ -91,6 +94,16 @@ def test_retries_with_exponential_backoff_capped_at_an_hour(parsed):
         assert task["retries"] == 3, task_id
         assert task["retry_exponential_backoff"] > 1, task_id  # a multiplier in Airflow 3 (True would be 1)
         assert task["max_retry_delay"] == 3600, task_id
+
+
+def test_the_waits_airflow_computes_before_each_retry(parsed):
+    """2 minutes doubling, each with Airflow's jitter: the n-th wait in [2^n, 2^(n+1)) minutes."""
+    waits = parsed["retry_minutes"]
+    assert {name.split(".", 1)[1] for name in waits if name.startswith(DAG_ID + ".")} == set(CHAIN)
+    for name, runs in waits.items():
+        for minutes in runs:
+            for n, wait in enumerate(minutes, start=1):
+                assert 2 ** n <= wait < 2 ** (n + 1), (name, minutes)
 
 
 def test_the_chain(parsed):
@@ -135,6 +148,50 @@ def test_a_run_at_2026_01_06_0200_utc_processes_2026_01_05(parsed):
     for stage, task in _tasks(parsed).items():
         command = task["rendered"][RUN]["command"]
         assert command[command.index("--date") + 1] == DATA_DAY, stage
+
+
+def test_each_date_renders_its_own_day(parsed):
+    for stage, task in _tasks(parsed).items():
+        for run, day in ((RUN, DATA_DAY), (LATER_RUN, "2026-01-31"), (REPROCESS, "2025-12-31")):
+            command = task["rendered"][run]["command"]
+            assert command[command.index("--date") + 1] == day, (stage, run)
+            assert command[command.index("--staging-path") + 1].endswith(f"/{DAG_ID}/{day}"), (stage, run)
+
+
+def test_the_param_data_day(parsed):
+    assert parsed["dags"][DAG_ID]["params"] == {"data_day": None}
+    outcomes = parsed["data_day_param"]
+    assert outcomes["None"] == outcomes["''"] == {"value": "2026-01-05"}  # not given: the day before
+    assert outcomes["'2025-12-31'"] == outcomes["' 2025-12-31 '"] == {"value": "2025-12-31"}
+    for wrong in ("'2025-13-01'", "'20251231'", "5"):
+        assert outcomes[wrong]["error"].startswith("ValueError: param data_day"), wrong
+        assert "YYYY-MM-DD" in outcomes[wrong]["error"]
+
+
+def test_staging_locations_the_containers_can_share(parsed):
+    outcomes = parsed["staging_location"]
+    assert outcomes["None"] == outcomes["''"] == outcomes["'  '"] == {"value": "s3://default/x"}
+    assert outcomes["' s3://bucket/staging/ '"] == {"value": "s3://bucket/staging"}
+    assert outcomes["'file:///srv/staging/'"] == {"value": "file:///srv/staging"}
+    assert outcomes["'file://localhost/srv/st'"] == {"value": "file:///srv/st"}
+    # a bare path would be written inside a container that is then removed; no bucket, no folder
+    for refused in ("'s3://'", "'s3:/bucket'", "'file://host/x'", "'/srv/staging'", "'relative/x'", "'file:///'",
+                    "'file:///a?b=1'"):
+        error = outcomes[refused]["error"]
+        assert error.startswith("ValueError: Variable etl_staging_path") and "s3://bucket/prefix" in error, refused
+
+
+def test_a_broken_images_file_is_named_in_one_line(parsed):
+    outcomes = parsed["load_images"]
+    assert outcomes["pinned"]["value"]["load"] == "r/load:1.0"
+    for broken, says in {"empty": "is not a readable JSON file", "not json": "is not a readable JSON file",
+                         "a list": 'has no "images" object', "no images": 'has no "images" object',
+                         "a stage missing": "names no image for transform, load, validate, backup",
+                         "a null image": "is not an image reference", "a trailing space": "is not pinned",
+                         "latest": "is not pinned"}.items():
+        error = outcomes[broken]["error"]
+        assert error.startswith("ValueError: ") and f"images-{broken.replace(' ', '-')}.json" in error, broken
+        assert says in error and "\n" not in error, broken
 
 
 def test_the_data_day_of_other_run_shapes(parsed):
@@ -191,3 +248,16 @@ def test_connections_become_sqlalchemy_urls_and_aws_variables(parsed):
     assert conns["from_uri"] == "postgresql+psycopg2://u:pw@127.0.0.1:5432/db"  # not Airflow's postgres://
     assert conns["aws"] == {"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "secret",
                             "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}
+    assert conns["aws_temporary"] == {"AWS_ACCESS_KEY_ID": "ASIA", "AWS_SECRET_ACCESS_KEY": "secret",
+                                      "AWS_SESSION_TOKEN": "token"}
+
+
+def test_connection_shapes_that_airflow_allows(parsed):
+    conns = parsed["connections"]
+    # Airflow keeps an IPv6 host without its brackets
+    assert conns["ipv6"] == {"url": "postgresql+psycopg2://u:pw@[::1]:5432/app", "host": "::1"}
+    # libpq's switches take 1/0; the PostgresHook's own extras (cursor, iam) and nested values are not libpq's
+    assert conns["extras"] == "postgresql+psycopg2://u@127.0.0.1/db?keepalives=1&sslmode=prefer"
+    assert conns["password_only"] == "postgresql+psycopg2://:pw@127.0.0.1/db"
+    assert conns["scheme"] == "postgresql+psycopg://127.0.0.1/db"  # the hook's sqlalchemy_scheme is honoured
+    assert conns["sqlite"] == {"url": "sqlite:////data/app.db", "database": "/data/app.db"}

@@ -1,7 +1,8 @@
 """End to end: `airflow dags test biometric_daily_etl` runs the five stage images with real
 DockerOperator tasks against a real PostgreSQL (source and warehouse) and a real S3 endpoint. The
-warehouse is checked against an independent computation from the source rows, and a second run of
-the same date must leave identical contents."""
+warehouse is checked against an independent computation from the source rows, a second run of the
+same date must leave identical contents, and a third, staged on a folder of the Docker host
+(file://), must load the same day again."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ pytestmark = [pytest.mark.airflow, pytest.mark.docker, pytest.mark.postgres, pyt
 
 DAG_ID = "biometric_daily_etl"
 CHAIN = ["extract", "transform", "load", "validate", "backup"]
+SUBCOMMANDS = {"extract": "readings", "transform": "readings", "load": "readings", "validate": "readings",
+               "backup": "create"}
 LOGICAL_DATE = "2026-01-06T02:00:00+00:00"   # the scheduled run of 2026-01-06 at 02:00 UTC
 DAY = dt.date(2026, 1, 5)                     # processes the previous UTC day
 BUCKET = "biometrics-e2e"
@@ -85,9 +88,19 @@ def e2e(airflow, stage_images, postgres_server, s3_endpoint, tmp_path_factory):
     first_snapshot = snapshot(warehouse_url, DAY)
     second = _dag_run(airflow, env)
     second_snapshot = snapshot(warehouse_url, DAY)
-    return {"first": first, "second": second, "snapshots": (first_snapshot, second_snapshot),
+    # A third run stages on a folder of the Docker host instead (file://): the DAG bind-mounts it into
+    # every stage's container, so each stage reads what the one before wrote. (Its vendor files are
+    # new files: their modification times, the records' ingested_at, differ from the S3 objects'.)
+    folder = tmp_path_factory.mktemp("file-staging")
+    sample.write_vendor_files(folder / DAG_ID / DAY.isoformat() / "inbox", DAY, generated.vendors)
+    subprocess.run(["chown", "-R", "999:999", str(folder)], check=True)  # the images' user
+    on_file = _dag_run(airflow, {**env, "AIRFLOW_VAR_ETL_STAGING_PATH": f"file://{folder}/"})
+    records_after_file_run = source_records(source_url, DAY, generated.vendors)
+    assert_warehouse_matches(warehouse_url, DAY, records_after_file_run)
+    return {"first": first, "second": second, "on_file": on_file, "snapshots": (first_snapshot, second_snapshot),
             "source_url": source_url, "warehouse_url": warehouse_url, "generated": generated,
-            "secrets": (postgres_server.password, s3_endpoint.secret_key), "s3": s3, "staging": staging}
+            "secrets": (postgres_server.password, s3_endpoint.secret_key), "s3": s3, "staging": staging,
+            "file_staging": folder / DAG_ID / DAY.isoformat()}
 
 
 def test_every_stage_ran_as_a_container_in_order(e2e):
@@ -140,6 +153,19 @@ def test_a_second_run_of_the_same_date_leaves_identical_contents(e2e):
     assert all(count > 0 for count, _digest in first.values()), first
 
 
+def test_a_file_staging_folder_is_shared_by_the_stages(e2e):
+    """The third run, staged on file:// (the fixture checked the warehouse after it too)."""
+    assert e2e["on_file"]["states"] == {task: "success" for task in CHAIN}
+    xcoms = e2e["on_file"]["xcoms"]
+    assert xcoms["extract"]["rows_out"] == e2e["first"]["xcoms"]["extract"]["rows_out"]
+    assert set(xcoms["extract"]["details"]["rows_by_source"]) == set(e2e["first"]["xcoms"]["extract"]["details"]
+                                                                     ["rows_by_source"])  # the vendors' files too
+    folder = e2e["file_staging"]
+    for stage, command in SUBCOMMANDS.items():  # each container wrote into the host's folder
+        assert (folder / "manifests" / f"{stage}-{command}.json").is_file(), stage
+    assert any((folder / "transform" / "readings").iterdir()) and any((folder / "backups").rglob("*.json*"))
+
+
 def test_the_backup_was_written_to_staging(e2e):
     manifest = e2e["first"]["xcoms"]["backup"]
     assert manifest["outputs"], manifest
@@ -148,7 +174,7 @@ def test_the_backup_was_written_to_staging(e2e):
 
 
 def test_no_secret_in_rendered_fields_xcoms_or_logs(e2e, airflow):
-    for run in (e2e["first"], e2e["second"]):
+    for run in (e2e["first"], e2e["second"], e2e["on_file"]):
         stored = json.dumps(run["rendered"]) + json.dumps(run["xcoms"])
         logs = "".join(p.read_text(errors="replace") for p in (airflow.home / "logs").rglob("*") if p.is_file())
         for secret in e2e["secrets"]:
