@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -322,6 +323,7 @@ def test_a_duplicate_natural_key_fails_the_load_and_leaves_the_day_and_no_table_
     twin = twin.set_column(twin.schema.get_field_index("reading_id"), "reading_id",
                            pc.add(twin.column("reading_id"), pa.scalar(10**9, pa.int64())))
     pq.write_table(pa.concat_tables([table, twin]), clean)
+    _manifest_says(tmp_path, rows_out=lambda n: n + 1)  # tampered with consistently: the key is the guard here
 
     failed = run_stage("load", "readings", "--date", str(DAY), "--staging-path", str(tmp_path), env=env, check=False)
 
@@ -334,3 +336,70 @@ def test_a_duplicate_natural_key_fails_the_load_and_leaves_the_day_and_no_table_
     engine.dispose()
     # the indexed-but-refused table of the failed load is gone
     assert tables == {"biometric_readings", "biometric_readings_p20260105"}
+
+
+def _manifest_says(staging, **changes):
+    """Edit the transform's manifest in staging: each change a value or a function of the old one."""
+    path = staging / "manifests" / "transform-readings.json"
+    manifest = json.loads(path.read_text())
+    for key, change in changes.items():
+        manifest[key] = change(manifest[key]) if callable(change) else change
+    path.write_text(json.dumps(manifest))
+
+
+def _sqlite_day(tmp_path):
+    urls = (f"sqlite:///{tmp_path / 'app.db'}", f"sqlite:///{tmp_path / 'wh.db'}")
+    staging = tmp_path / "staging"
+    env = _stage_day(DAY, urls, staging)
+    _load(DAY, staging, env)
+    return urls, staging, env, snapshot(urls[1])
+
+
+def _refused(staging, env) -> str:
+    failed = run_stage("load", "readings", "--date", str(DAY), "--staging-path", str(staging), env=env, check=False)
+    assert failed.returncode == 2, failed.stderr
+    lines = failed.stderr.strip().splitlines()
+    assert "Traceback" not in failed.stderr
+    return lines[-1]
+
+
+def test_staged_files_changed_after_the_transform_are_refused_before_the_warehouse(tmp_path):
+    import pyarrow.parquet as pq
+
+    urls, staging, env, before = _sqlite_day(tmp_path)
+    (part,) = (staging / "transform" / "dead_letters").glob("*.parquet")
+    table = pq.read_table(part)
+    pq.write_table(table.slice(0, 0), part)  # emptied: the load would have replaced the day's letters by none
+    assert "the staged dead letters have 0 rows, the transform wrote" in _refused(staging, env)
+    pq.write_table(table, part)
+    for readings in (staging / "transform" / "readings").glob("*.parquet"):
+        readings.unlink()  # every part gone, the folder left
+    assert "the staged readings have 0 rows" in _refused(staging, env)
+    assert snapshot(urls[1]) == before
+
+
+def test_staged_rows_of_another_day_are_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    urls, staging, env, before = _sqlite_day(tmp_path)
+    (part,) = (staging / "transform" / "daily_metrics").glob("*.parquet")
+    table = pq.read_table(part)
+    dates = pa.array([DAY - dt.timedelta(days=1)] * table.num_rows, table.schema.field("date").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("date"), "date", dates), part)
+    assert _refused(staging, env).endswith(f"the staged daily metrics hold rows of 2026-01-04, not {DAY}: "
+                                           "the staging path holds another day's files")
+    assert snapshot(urls[1]) == before
+
+
+@pytest.mark.parametrize("manifest", [None, "[]", "null"])
+def test_the_transforms_manifest_is_required(tmp_path, manifest):
+    urls, staging, env, before = _sqlite_day(tmp_path)
+    path = staging / "manifests" / "transform-readings.json"
+    if manifest is None:
+        path.unlink()
+        assert "transform-readings.json: run biometrics-transform readings for 2026-01-05 first" in _refused(staging, env)
+    else:
+        path.write_text(manifest)
+        assert "transform-readings.json is not a run manifest (a JSON object)" in _refused(staging, env)
+    assert snapshot(urls[1]) == before

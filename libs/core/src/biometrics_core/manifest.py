@@ -72,6 +72,8 @@ def upstream_manifest(staging: "Staging", stage: str, day: dt.date, command: str
     if not staging.exists(rel):
         return None
     payload = staging.read_json(rel)
+    if not isinstance(payload, dict):
+        raise InputError(f"{staging.uri(rel)} is not a run manifest (a JSON object): rerun the {stage} stage")
     if payload.get("date") != day.isoformat():
         raise InputError(f"{staging.uri(rel)} is for {payload.get('date')}, not {day}: "
                          "the staging path holds another day's run")

@@ -9,6 +9,7 @@ from biometrics_core.cli import StageRun, stage_command, stage_group
 from biometrics_core.manifest import RunManifest, upstream_manifest
 
 from . import loader
+from .inputs import check_staged_day
 from .schema import migrate as migrate_schema
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,9 @@ def migrate(run: StageRun):
     return run.manifest
 
 
-def _upstream_manifests(run: StageRun) -> list[RunManifest]:
+def _upstream_manifests(run: StageRun) -> dict[str, dict | None]:
     """The extract's and the transform's manifests of the day (recorded in etl_runs); another day's stop the run."""
-    found = [upstream_manifest(run.staging, stage, run.day) for stage in ("extract", "transform")]
-    return [RunManifest.from_dict(payload) for payload in found if payload is not None]
+    return {stage: upstream_manifest(run.staging, stage, run.day) for stage in ("extract", "transform")}
 
 
 @stage_command(main, "readings", help="Load the day's transformed readings, metrics and dead letters (replaces the day).")
@@ -40,12 +40,15 @@ def readings(run: StageRun):
     batch_size = settings.batch_size()
     warehouse_url = settings.warehouse_url()
     staging = run.staging
+    upstream = _upstream_manifests(run)
     data = loader.DayData(  # inputs first: a missing one stops the run before the warehouse is touched
         readings=staging.parquet_dataset(schemas.TRANSFORM_READINGS, schemas.CLEAN_READINGS),
         daily_metrics=staging.parquet_dataset(schemas.TRANSFORM_DAILY_METRICS, schemas.DAILY_METRICS),
         dead_letters=staging.parquet_dataset(schemas.TRANSFORM_DEAD_LETTERS, schemas.DEAD_LETTERS),
-        manifests=_upstream_manifests(run),
+        manifests=[RunManifest.from_dict(payload) for payload in upstream.values() if payload is not None],
     )
+    check_staged_day(staging, run.day, upstream["transform"], {
+        "readings": data.readings, "daily metrics": data.daily_metrics, "dead letters": data.dead_letters})
     engine = _warehouse(warehouse_url)
     migrate_schema(engine)
     run.manifest.rows_in = data.readings.count_rows() + data.dead_letters.count_rows()

@@ -1,0 +1,63 @@
+"""The staged day checked against the transform's manifest before the warehouse is touched.
+
+The load replaces the day: staged files that are not the ones the transform wrote (a part file
+deleted or emptied, a file copied twice, another day's files under this day's path) would replace
+a good day with less or with another day's rows, and validate would only find out afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from biometrics_core.errors import InputError
+from biometrics_core.manifest import manifest_path
+from biometrics_core.staging import Staging
+
+
+def _expected_counts(manifest: dict) -> dict[str, object]:
+    details = manifest.get("details") if isinstance(manifest.get("details"), dict) else {}
+    return {"readings": manifest.get("rows_out"), "dead letters": manifest.get("rows_rejected_total"),
+            "daily metrics": details.get("daily_metrics_rows")}
+
+
+def _dates(dataset: ds.Dataset) -> set[dt.date]:
+    """The distinct values of ``date``, from the files' statistics where every row group has them."""
+    found: set[dt.date] = set()
+    for fragment in dataset.get_fragments():
+        metadata = fragment.metadata
+        index = metadata.schema.to_arrow_schema().get_field_index("date")
+        groups = [metadata.row_group(i).column(index).statistics for i in range(metadata.num_row_groups)]
+        if index < 0 or not all(s is not None and s.has_min_max and s.null_count == 0 for s in groups):
+            table = fragment.to_table(columns=["date"])
+            found |= set(pc.unique(table.column("date")).to_pylist())
+            continue
+        for stats in groups:
+            found |= {stats.min, stats.max}
+    return found
+
+
+def check_staged_day(staging: Staging, day: dt.date, transform: dict | None,
+                     datasets: dict[str, ds.Dataset]) -> None:
+    """InputError unless the staged readings, daily metrics and dead letters are the transform's:
+    as many rows as its manifest says, and every row of ``day``."""
+    rel = manifest_path("transform", "readings")
+    if transform is None:
+        raise InputError(f"missing {staging.uri(rel)}: run biometrics-transform readings for {day} first "
+                         "(the load checks the staged files against it)")
+    expected = _expected_counts(transform)
+    for name, dataset in datasets.items():
+        want = expected.get(name)
+        if not isinstance(want, int) or isinstance(want, bool):
+            raise InputError(f"{staging.uri(rel)} gives no row count of the {name}: rerun the transform")
+        rows = dataset.count_rows()
+        if rows != want:
+            raise InputError(f"the staged {name} have {rows} rows, the transform wrote {want}: "
+                             f"the staging was changed after the transform; rerun it for {day}")
+        others = sorted(str(d) for d in _dates(dataset) if d != day)
+        if others:
+            shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+            raise InputError(f"the staged {name} hold rows of {shown}, not {day}: "
+                             "the staging path holds another day's files")
