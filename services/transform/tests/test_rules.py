@@ -29,6 +29,13 @@ def reading(reading_id, metric="heart_rate", value=70.0, unit="bpm", created_at=
             "value": value, "unit": unit, "created_at": created_at, "ingested_at": created_at, "source": source}
 
 
+def extract_manifest(staging, day, rows):
+    """The manifest the extract leaves beside what it staged (the transform checks its count)."""
+    (staging / "manifests").mkdir(parents=True, exist_ok=True)
+    (staging / "manifests" / "extract-readings.json").write_text(json.dumps(
+        {"stage": "extract", "command": "readings", "date": day.isoformat(), "rows_out": rows, "status": "success"}))
+
+
 def transform(tmp_path, records, day=DAY, files=1):
     """Stage ``records`` as the extract would (dealt round-robin over ``files`` Parquet files), transform them."""
     staging = tmp_path / "staging"
@@ -36,6 +43,7 @@ def transform(tmp_path, records, day=DAY, files=1):
     for index in range(files):
         pq.write_table(pa.Table.from_pylist(records[index::files], schema=schemas.READINGS),
                        staging / schemas.EXTRACT_READINGS / f"part-{index}.parquet")
+    extract_manifest(staging, day, len(records))
     result = CliRunner().invoke(main, ["readings", "--date", day.isoformat(), "--staging-path", str(staging)])
     assert result.exit_code == 0, result.output
     manifest = json.loads(result.stdout.strip().splitlines()[-1])
@@ -262,6 +270,7 @@ def test_dead_letters_say_their_times_in_utc_whatever_the_hosts_time_zone(tmp_pa
     late = dt.datetime(2026, 1, 5, 23, 30, tzinfo=UTC)
     records = [reading(1, value=999.0, created_at=late), reading(2, created_at=late + dt.timedelta(hours=1), source="acme")]
     pq.write_table(pa.Table.from_pylist(records, schema=schemas.READINGS), staging / schemas.EXTRACT_READINGS / "p.parquet")
+    extract_manifest(staging, DAY, len(records))
     cli = Path(sys.executable).with_name("biometrics-transform")
     done = subprocess.run([str(cli), "readings", "--date", DAY.isoformat(), "--staging-path", str(staging)],
                           env={**os.environ, "TZ": "Asia/Kolkata"}, capture_output=True, text=True)
@@ -270,3 +279,41 @@ def test_dead_letters_say_their_times_in_utc_whatever_the_hosts_time_zone(tmp_pa
     assert json.loads(dead[1]["record"])["created_at"] == "2026-01-05T23:30:00.000000Z"
     assert json.loads(dead[1]["record"])["ingested_at"] == "2026-01-05T23:30:00.000000Z"
     assert dead[2]["detail"] == "created_at 2026-01-06T00:30:00.000000Z is not on 2026-01-05"
+
+
+def _refused(staging) -> str:
+    result = CliRunner().invoke(main, ["readings", "--date", DAY.isoformat(), "--staging-path", str(staging)])
+    assert result.exit_code == 2, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+def test_staged_files_must_be_what_the_extract_wrote(tmp_path):
+    manifest, *_ = transform(tmp_path, [reading(1), reading(2, user_id=2)])
+    staging = tmp_path / "staging"
+    published = {p: p.read_bytes() for p in (staging / "transform").rglob("*.parquet")}
+    (staging / schemas.EXTRACT_READINGS / "part-1.parquet").write_bytes(
+        (staging / schemas.EXTRACT_READINGS / "part-0.parquet").read_bytes())  # a part copied twice
+    assert "the staged readings have 4 rows, the extract wrote 2" in _refused(staging)
+    (staging / "manifests" / "extract-readings.json").unlink()
+    assert "extract-readings.json: run biometrics-extract readings for 2026-01-05 first" in _refused(staging)
+    assert {p: p.read_bytes() for p in (staging / "transform").rglob("*.parquet")} == published  # nothing replaced
+
+
+def test_a_failed_publish_leaves_no_manifest_of_the_transform(tmp_path, monkeypatch):
+    """Its outputs are replaced one by one: a failure in between leaves a mix, which the load must refuse."""
+    from biometrics_core.errors import ConfigError
+    from biometrics_core.staging import Staging
+
+    transform(tmp_path, [reading(1), reading(2, user_id=2)])
+    staging = tmp_path / "staging"
+    original = Staging.publish
+
+    def publish_one_then_fail(self, local_dir, rel):
+        if rel != schemas.TRANSFORM_READINGS:
+            raise ConfigError(f"cannot publish {self.uri(rel)}: injected")
+        original(self, local_dir, rel)
+
+    monkeypatch.setattr(Staging, "publish", publish_one_then_fail)
+    result = CliRunner().invoke(main, ["readings", "--date", DAY.isoformat(), "--staging-path", str(staging)])
+    assert result.exit_code == 2 and "injected" in result.output
+    assert not (staging / "manifests" / "transform-readings.json").exists()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 import click
 
@@ -88,6 +89,14 @@ class StageRun:
         """Stamp the duration so far (for stages that record their own run before exiting)."""
         self.manifest.duration_seconds = round(time.monotonic() - self.started, 3)
         return self.manifest
+
+    def publish(self, outputs: dict[str, Path]) -> None:
+        """Replace the staged outputs (``rel``: local folder). An earlier run's manifest of this
+        command goes first: a failure between two outputs leaves old and new files side by side, and
+        without a manifest the next stage refuses them instead of taking the mix for one run's."""
+        self.staging.delete(manifest_path(self.stage, self.command))
+        for rel, folder in outputs.items():
+            self.staging.publish(folder, rel)
 
 
 def _classify(exc: BaseException) -> tuple[str, int]:

@@ -38,7 +38,7 @@ def readings(run: StageRun):
         for index, vf in enumerate(vendor_files):
             pq.write_table(vf.table, out / f"part-vendor-{vf.vendor}-{index:04d}.parquet", **database.WRITE_OPTIONS)
             counts[vf.vendor] = counts.get(vf.vendor, 0) + vf.table.num_rows
-        run.staging.publish(out, EXTRACT_READINGS)
+        run.publish({EXTRACT_READINGS: out})
     engine.dispose()
     total = sum(counts.values())
     run.manifest.rows_in = run.manifest.rows_out = total

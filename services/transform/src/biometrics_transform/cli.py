@@ -8,7 +8,7 @@ import logging
 from biometrics_core import schemas, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
 from biometrics_core.errors import InputError
-from biometrics_core.manifest import upstream_manifest
+from biometrics_core.manifest import manifest_path, upstream_manifest
 
 from . import rules
 
@@ -68,7 +68,10 @@ def readings(run: StageRun):
     memory_limit = settings.get_size("BIOMETRICS_MEMORY_LIMIT")
     now = dt.datetime.now(dt.timezone.utc)
     files = _staged_files(run)
-    upstream_manifest(run.staging, "extract", run.day)  # staged by another day's run: stop before writing
+    extracted = upstream_manifest(run.staging, "extract", run.day)  # another day's run: stop before writing
+    if extracted is None:
+        raise InputError(f"missing {run.staging.uri(manifest_path('extract', 'readings'))}: run biometrics-extract "
+                         f"readings for {run.day} first (the transform checks the staged files against it)")
     with run.staging.workdir() as work:
         inputs = _local_inputs(run, files, work)
         con = rules.connect(memory_limit, threads, str(work / "duckdb.tmp"))
@@ -78,6 +81,10 @@ def readings(run: StageRun):
             con.execute(f"CREATE VIEW staged AS SELECT *, file_index, file_row_number "
                         f"FROM read_parquet({rules.sql_list(inputs)})")
             (rows_in,) = con.execute("SELECT count(*) FROM staged").fetchone()
+            if rows_in != extracted.get("rows_out"):
+                raise InputError(f"the staged readings have {rows_in} rows, the extract wrote "
+                                 f"{extracted.get('rows_out')}: the staging was changed after the extract; "
+                                 f"rerun it for {run.day}")
             rules.classify(con, run.day)
             written = {rel: work / "out" / rel / "part-0.parquet" for rel in OUTPUTS}
             for rel, query in OUTPUTS.items():
@@ -93,8 +100,7 @@ def readings(run: StageRun):
             (groups,) = con.execute(f"SELECT count(*) FROM {read[schemas.TRANSFORM_DAILY_METRICS]}").fetchone()
         finally:
             con.close()
-        for rel, path in written.items():
-            run.staging.publish(path.parent, rel)
+        run.publish({rel: path.parent for rel, path in written.items()})
     run.manifest.rows_in = rows_in
     run.manifest.rows_out = clean
     for reason, count in sorted(counts.items()):
