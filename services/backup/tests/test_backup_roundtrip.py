@@ -113,6 +113,14 @@ def test_restore_verifies_every_table_against_the_manifest(warehouse, targets, t
     assert "etl_runs:" in out.error_line and "rows, expected" in out.error_line
 
 
+def test_a_manifest_that_is_not_an_object_exits_2(warehouse, targets, tools):
+    _create(warehouse, tools)
+    (_location(warehouse, tools) / "manifest.json").write_text("[]")
+    out = _restore(warehouse, tools, targets.empty())
+    assert out.exit_code == 2
+    assert "is not a biometrics" in out.error_line and "(not a JSON object)" in out.error_line
+
+
 def test_non_empty_target_needs_force(warehouse, tools):
     before = tools.content(warehouse.url)
     run = _create(warehouse, tools)

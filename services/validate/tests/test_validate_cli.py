@@ -113,6 +113,16 @@ def test_missing_or_foreign_extract_manifest_exits_2(loaded):
     assert "run biometrics-extract readings" in outcome.error_line
 
 
+@pytest.mark.parametrize("details", [[1], {"rows_by_source": {"database": True}},
+                                     {"rows_by_source": {"database": 10**30}}, {"rows_by_source": []}])
+def test_an_extract_manifest_without_usable_counts_exits_2(loaded, details):
+    manifest_file = loaded.staging / "manifests" / "extract-readings.json"
+    manifest_file.write_text(json.dumps({**json.loads(manifest_file.read_text()), "details": details}))
+    outcome = loaded.validate()
+    assert outcome.exit_code == 2
+    assert "has no details.rows_by_source counts" in outcome.error_line
+
+
 def test_secrets_stay_out_of_the_output(loaded):
     outcome = loaded.validate()
     password = sa.engine.make_url(loaded.env["BIOMETRICS_WAREHOUSE_URL"]).password

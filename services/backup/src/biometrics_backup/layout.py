@@ -42,6 +42,8 @@ def folder_day(name: str) -> dt.date | None:
 
 def check_manifest(manifest: dict, where: str) -> dict:
     """The manifest if it is one this version can restore; InputError (exit 2) otherwise."""
+    if not isinstance(manifest, dict):
+        raise InputError(f"{where} is not a {FORMAT} manifest (not a JSON object)")
     if manifest.get("format") != FORMAT:
         raise InputError(f"{where} is not a {FORMAT} manifest (format={manifest.get('format')!r})")
     dialect = manifest.get("dialect")

@@ -33,8 +33,9 @@ def extracted_rows(staging: Staging, day: dt.date) -> dict[str, int]:
     if manifest is None:
         raise InputError(f"missing {staging.uri(rel)}: run biometrics-extract readings for {day} first "
                          "(vendor row counts come from its manifest)")
-    by_source = (manifest.get("details") or {}).get("rows_by_source")
-    if not isinstance(by_source, dict) or not all(isinstance(v, int) for v in by_source.values()):
+    details = manifest.get("details")
+    by_source = details.get("rows_by_source") if isinstance(details, dict) else None
+    if not isinstance(by_source, dict) or not all(type(v) is int and 0 <= v < 2**63 for v in by_source.values()):
         raise InputError(f"{staging.uri(rel)} has no details.rows_by_source counts")
     return by_source
 
