@@ -99,6 +99,7 @@ def test_warehouse_urls_fail_cleanly_without_their_password(url, expected, tmp_p
     ("extract", "BIOMETRICS_BATCH_SIZE", "99999999999999999999999", "must be at most 2147483647"),
     ("transform", "BIOMETRICS_THREADS", "x", "BIOMETRICS_THREADS='x' is not a whole number"),
     ("transform", "BIOMETRICS_THREADS", "-1", "BIOMETRICS_THREADS=-1 must be at least 1"),
+    ("transform", "BIOMETRICS_THREADS", "100000", "BIOMETRICS_THREADS=100000 must be at most 1024"),
     ("transform", "BIOMETRICS_MEMORY_LIMIT", "lots", "is not a memory size"),
     ("transform", "BIOMETRICS_MEMORY_LIMIT", "0MB", "is not a memory size"),
 ])

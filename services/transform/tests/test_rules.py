@@ -110,7 +110,7 @@ def test_each_reject_reason(tmp_path, record, reason):
     assert set(metrics) == {(2, "heart_rate")}
 
 
-@pytest.mark.parametrize("missing", ["user_id", "device_id", "created_at"])
+@pytest.mark.parametrize("missing", ["user_id", "device_id", "created_at", "ingested_at"])
 def test_a_record_without_a_key_is_a_dead_letter(tmp_path, missing):
     # the source's schema forbids it; a source that breaks its schema must not make the load refuse the day
     record = {**reading(1), missing: None}
@@ -317,3 +317,12 @@ def test_a_failed_publish_leaves_no_manifest_of_the_transform(tmp_path, monkeypa
     result = CliRunner().invoke(main, ["readings", "--date", DAY.isoformat(), "--staging-path", str(staging)])
     assert result.exit_code == 2 and "injected" in result.output
     assert not (staging / "manifests" / "transform-readings.json").exists()
+
+
+def test_a_staged_row_without_a_source_is_a_damaged_file(tmp_path):
+    staging = tmp_path / "staging"
+    (staging / schemas.EXTRACT_READINGS).mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([reading(1), reading(2, source=None)], schema=schemas.READINGS),
+                   staging / schemas.EXTRACT_READINGS / "p.parquet")
+    extract_manifest(staging, DAY, 2)
+    assert "the staged readings have 1 rows without a source" in _refused(staging)

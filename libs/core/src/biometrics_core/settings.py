@@ -35,7 +35,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BIOMETRICS_VALIDATE_WORK_MEM", "256MB", "Validate: PostgreSQL `work_mem` of its read-only snapshot "
             "(when a bucket disagrees, the group-by-group comparison's aggregate of ~300 k groups stays in "
             "memory; 4MB, the server default, makes it spill to disk)."),
-    Setting("BIOMETRICS_THREADS", None, "Threads of the transform engine; default all cores."),
+    Setting("BIOMETRICS_THREADS", None, "Threads of the transform engine (1-1024); default all cores."),
     Setting("BIOMETRICS_RETENTION_DAYS", "90", "Default `--retention-days` of `biometrics-backup purge`."),
     Setting("BIOMETRICS_VOLUME_MIN_RATIO", "0.5", "Validate: lowest accepted day volume / trailing 7-day mean."),
     Setting("BIOMETRICS_VOLUME_MAX_RATIO", "2.0", "Validate: highest accepted day volume / trailing 7-day mean."),
@@ -80,9 +80,9 @@ def get_int(name: str, minimum: int = 1, maximum: int = _INT_MAX) -> int:
     return value
 
 
-def get_optional_int(name: str, minimum: int = 1) -> int | None:
+def get_optional_int(name: str, minimum: int = 1, maximum: int = _INT_MAX) -> int | None:
     """A whole-number setting whose absence means "let the engine decide"."""
-    return get_int(name, minimum) if get(name) is not None else None
+    return get_int(name, minimum, maximum) if get(name) is not None else None
 
 
 _SIZE = re.compile(r"\s*[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)

@@ -59,7 +59,7 @@ def compute(day: dt.date, records: list[dict]) -> Expected:
     candidates = []
     for r in records:
         key = (r["source"], None if r["reading_id"] is None else int(r["reading_id"]))
-        if any(r[k] is None for k in ("reading_id", "user_id", "device_id", "created_at")):
+        if any(r[k] is None for k in ("reading_id", "user_id", "device_id", "created_at", "ingested_at")):
             out.rejected[key, "missing_key"] += 1
             continue
         created = _as_utc(r["created_at"])

@@ -13,6 +13,7 @@ from biometrics_core.manifest import manifest_path, upstream_manifest
 from . import rules
 
 log = logging.getLogger(__name__)
+MAX_THREADS = 1024
 
 main = stage_group("transform", "Transform stage of the BIOMETRICS ETL.")
 
@@ -64,7 +65,8 @@ def _local_inputs(run: StageRun, files: list[str], work) -> list[str]:
 
 @stage_command(main, "readings", help="Clean, normalise, deduplicate and aggregate the day's staged readings.")
 def readings(run: StageRun):
-    threads = settings.get_optional_int("BIOMETRICS_THREADS")
+    # DuckDB starts every thread it is told to: 100,000 of them hung the stage instead of failing it
+    threads = settings.get_optional_int("BIOMETRICS_THREADS", maximum=MAX_THREADS)
     memory_limit = settings.get_size("BIOMETRICS_MEMORY_LIMIT")
     now = dt.datetime.now(dt.timezone.utc)
     files = _staged_files(run)
@@ -80,7 +82,12 @@ def readings(run: StageRun):
             # two integers to join on (joining on the path, as text, cost 0.3 CPU-s more at 10 M rows)
             con.execute(f"CREATE VIEW staged AS SELECT *, file_index, file_row_number "
                         f"FROM read_parquet({rules.sql_list(inputs)})")
-            (rows_in,) = con.execute("SELECT count(*) FROM staged").fetchone()
+            # (the source's count in the same pass: the extract names every row's source, so a row
+            # without one is a damaged file, not a record to dead-letter, and the queue requires it)
+            rows_in, sourceless = con.execute("SELECT count(*), count(*) - count(source) FROM staged").fetchone()
+            if sourceless:
+                raise InputError(f"the staged readings have {sourceless} rows without a source: the extract "
+                                 f"names every row's source, so the files are damaged; rerun it for {run.day}")
             if rows_in != extracted.get("rows_out"):
                 raise InputError(f"the staged readings have {rows_in} rows, the extract wrote "
                                  f"{extracted.get('rows_out')}: the staging was changed after the extract; "

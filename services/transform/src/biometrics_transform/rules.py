@@ -36,7 +36,8 @@ SELECT *, (value - shift) * factor AS canonical_value,
     CASE
         -- the source's schema says NOT NULL (and the vendor parser requires them), but a source that
         -- breaks it must not have the warehouse refuse the whole day
-        WHEN reading_id IS NULL OR user_id IS NULL OR device_id IS NULL OR created_at IS NULL THEN 'missing_key'
+        WHEN reading_id IS NULL OR user_id IS NULL OR device_id IS NULL OR created_at IS NULL
+             OR ingested_at IS NULL THEN 'missing_key'
         WHEN created_at < $day_start OR created_at >= $day_end THEN 'outside_data_day'
         WHEN canonical_unit IS NULL THEN 'unknown_metric_type'
         WHEN shift IS NULL THEN 'unknown_unit'
@@ -145,7 +146,8 @@ SELECT $day::DATE AS date, 'transform' AS stage, source, CAST(reading_id AS VARC
         WHEN 'missing_key' THEN concat_ws(', ', CASE WHEN reading_id IS NULL THEN 'reading_id' END,
                                           CASE WHEN user_id IS NULL THEN 'user_id' END,
                                           CASE WHEN device_id IS NULL THEN 'device_id' END,
-                                          CASE WHEN created_at IS NULL THEN 'created_at' END) || ' is NULL'
+                                          CASE WHEN created_at IS NULL THEN 'created_at' END,
+                                          CASE WHEN ingested_at IS NULL THEN 'ingested_at' END) || ' is NULL'
         WHEN 'outside_data_day' THEN 'created_at ' || {_ISO.format(col='created_at')} || ' is not on ' || $day
         WHEN 'unknown_metric_type' THEN 'metric_type ''' || metric_type || ''' is not in the catalogue'
         WHEN 'unknown_unit' THEN 'unit ''' || unit_in || ''' is not accepted for ' || metric_type
