@@ -403,3 +403,25 @@ def test_the_transforms_manifest_is_required(tmp_path, manifest):
         path.write_text(manifest)
         assert "transform-readings.json is not a run manifest (a JSON object)" in _refused(staging, env)
     assert snapshot(urls[1]) == before
+
+
+@pytest.mark.parametrize("damage,says", [
+    (lambda path: path.write_bytes(path.read_bytes()[:-64]), "the staged daily metrics are not readable Parquet"),
+    (lambda path: path.write_text("date,user_id\n"), "the staged daily metrics are not readable Parquet"),
+    (lambda path: _rewrite(path, lambda t: t.drop_columns(["sum_value"])), "(sum_value missing)"),
+    (lambda path: _rewrite(path, lambda t: t.set_column(t.schema.get_field_index("sample_count"), "sample_count",
+                                                         t.column("sample_count").cast("string"))),
+     "(sample_count text)"),
+])
+def test_damaged_staged_files_are_refused_in_one_line(tmp_path, damage, says):
+    urls, staging, env, before = _sqlite_day(tmp_path)
+    (part,) = (staging / "transform" / "daily_metrics").glob("*.parquet")
+    damage(part)
+    line = _refused(staging, env)
+    assert says in line and line.endswith("rerun the transform"), line
+    assert snapshot(urls[1]) == before
+
+
+def _rewrite(path, change):
+    import pyarrow.parquet as pq
+    pq.write_table(change(pq.read_table(path)), path)

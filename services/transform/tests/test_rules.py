@@ -326,3 +326,22 @@ def test_a_staged_row_without_a_source_is_a_damaged_file(tmp_path):
                    staging / schemas.EXTRACT_READINGS / "p.parquet")
     extract_manifest(staging, DAY, 2)
     assert "the staged readings have 1 rows without a source" in _refused(staging)
+
+
+@pytest.mark.parametrize("damage,says", [
+    (lambda path: path.write_bytes(path.read_bytes()[:-100]), "are not the extract's Parquet files"),  # truncated
+    (lambda path: path.write_bytes(b""), "are not the extract's Parquet files"),
+    (lambda path: path.write_text("reading_id,user_id\n1,2\n"), "are not the extract's Parquet files"),
+    (lambda path: pq.write_table(pq.read_table(path).drop_columns(["unit"]), path), "(unit missing)"),
+    (lambda path: pq.write_table(pq.read_table(path).set_column(4, "value", pa.array(["70", "71"])), path),
+     "(value VARCHAR)"),
+])
+def test_damaged_staged_files_are_refused_in_one_line(tmp_path, damage, says):
+    staging = tmp_path / "staging"
+    (staging / schemas.EXTRACT_READINGS).mkdir(parents=True)
+    path = staging / schemas.EXTRACT_READINGS / "p.parquet"
+    pq.write_table(pa.Table.from_pylist([reading(1), reading(2, user_id=2)], schema=schemas.READINGS), path)
+    extract_manifest(staging, DAY, 2)
+    damage(path)
+    line = _refused(staging)
+    assert says in line and line.endswith("rerun the extract"), line

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+import duckdb
+
 from biometrics_core import schemas, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
 from biometrics_core.errors import InputError
@@ -63,6 +65,31 @@ def _local_inputs(run: StageRun, files: list[str], work) -> list[str]:
     return local
 
 
+# The extract's columns as DuckDB reads them from its Parquet files
+_STAGED_TYPES = {"reading_id": "BIGINT", "user_id": "BIGINT", "device_id": "VARCHAR", "metric_type": "VARCHAR",
+                 "value": "DOUBLE", "unit": "VARCHAR", "created_at": "TIMESTAMP WITH TIME ZONE",
+                 "ingested_at": "TIMESTAMP WITH TIME ZONE", "source": "VARCHAR"}
+
+
+def _open_staged(con, inputs: list[str], where: str) -> tuple[int, int]:
+    """The ``staged`` view over the extract's files; its rows, and how many have no source.
+    InputError when the files are not Parquet with the extract's columns (truncated, another file,
+    a column missing or of another type)."""
+    try:
+        con.execute(f"CREATE VIEW staged AS SELECT *, file_index, file_row_number "
+                    f"FROM read_parquet({rules.sql_list(inputs)})")
+        found = {name: kind for name, kind, *_ in con.execute("DESCRIBE staged").fetchall()}
+        wrong = [f"{name} {found.get(name, 'missing')}" for name, kind in _STAGED_TYPES.items() if found.get(name) != kind]
+        if wrong:
+            raise InputError(f"the staged readings under {where} do not have the extract's columns "
+                             f"({', '.join(wrong)}): rerun the extract")
+        return con.execute("SELECT count(*), count(*) - count(source) FROM staged").fetchone()
+    except duckdb.Error as exc:
+        detail = str(exc).strip().splitlines()[0]
+        raise InputError(f"the staged readings under {where} are not the extract's Parquet files ({detail}): "
+                         "rerun the extract") from None
+
+
 @stage_command(main, "readings", help="Clean, normalise, deduplicate and aggregate the day's staged readings.")
 def readings(run: StageRun):
     # DuckDB starts every thread it is told to: 100,000 of them hung the stage instead of failing it
@@ -80,11 +107,9 @@ def readings(run: StageRun):
         try:
             # a row is known by its file's position in the list and its row number in that file:
             # two integers to join on (joining on the path, as text, cost 0.3 CPU-s more at 10 M rows)
-            con.execute(f"CREATE VIEW staged AS SELECT *, file_index, file_row_number "
-                        f"FROM read_parquet({rules.sql_list(inputs)})")
             # (the source's count in the same pass: the extract names every row's source, so a row
             # without one is a damaged file, not a record to dead-letter, and the queue requires it)
-            rows_in, sourceless = con.execute("SELECT count(*), count(*) - count(source) FROM staged").fetchone()
+            rows_in, sourceless = _open_staged(con, inputs, run.staging.uri(schemas.EXTRACT_READINGS))
             if sourceless:
                 raise InputError(f"the staged readings have {sourceless} rows without a source: the extract "
                                  f"names every row's source, so the files are damaged; rerun it for {run.day}")
