@@ -38,7 +38,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.sdk import Param
@@ -133,7 +133,8 @@ def staging_location(value: Any, name: str, default: str = "") -> str:
 
 
 def _file_path(location: str) -> str | None:
-    return location[len("file://"):] if location.startswith("file://") else None
+    """The Docker host's folder of a file:// location (percent-decoded, as the stages read it)."""
+    return unquote(location[len("file://"):]) if location.startswith("file://") else None
 
 
 # Extras of Airflow's postgres connection that its PostgresHook reads itself and never hands to libpq

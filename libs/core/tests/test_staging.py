@@ -57,6 +57,23 @@ def test_uri_round_trip(staging):
     assert Staging(staging.uri("a/b")).path() == staging.path("a/b")
 
 
+@pytest.mark.parametrize("name", ["run#1", "q?x", "with space", "100%", "with%20code"])
+def test_a_local_folder_named_with_url_characters(tmp_path, name):
+    """A plain path is taken as it is; its URI is percent-encoded and reads back as the same folder."""
+    root = Staging(str(tmp_path / name / "staging"))
+    assert root.path() == str(tmp_path / name / "staging")
+    inbox = root.child("inbox")
+    assert inbox.path() == str(tmp_path / name / "staging" / "inbox")
+    assert Staging(inbox.uri()).path() == inbox.path() and Staging(root.uri("x")).path() == root.path("x")
+
+
+def test_a_file_url_is_percent_decoded(tmp_path):
+    assert Staging(f"file://{tmp_path}/with%20space/st").path() == f"{tmp_path}/with space/st"
+    for url in (f"file://{tmp_path}/run#1", f"file://{tmp_path}/q?x"):
+        with pytest.raises(ConfigError, match="percent-encode"):
+            Staging(url)
+
+
 @pytest.mark.parametrize("url", ["ftp://host/x", "s3://", "file://remote-host/x", ""])
 def test_bad_staging_urls(url):
     with pytest.raises(ConfigError):

@@ -90,6 +90,28 @@ def test_vendor_files_are_staged_with_their_vendor(tmp_path, monkeypatch):
     assert table.num_rows == sum(by_source.values()) == manifest["rows_out"]
 
 
+def test_vendor_files_under_a_staging_path_with_url_characters(tmp_path, monkeypatch):
+    """'#' and '?' in a folder's name: the inbox below it is that folder's, not a truncated path's."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    generated = sample.generate_day(DAY, users=10, readings_per_user=3, vendor_rows=20)
+    sample.write_source(url, generated.database)
+    staging = tmp_path / "run#1?x" / "staging"
+    sample.write_vendor_files(staging / "inbox", DAY, generated.vendors)
+    manifest = _extract(url, staging, monkeypatch)
+    assert manifest["details"]["rows_by_source"]["acme"] == 21 and manifest["details"]["rows_by_source"]["fitco"] == 14
+
+
+def test_a_configured_inbox_that_does_not_exist_exits_2(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    sample.write_source(url, _source_table())
+    monkeypatch.setenv("BIOMETRICS_DB_URL", url)
+    monkeypatch.setenv("BIOMETRICS_INBOX_PATH", f"file://{tmp_path / 'mistyped'}")
+    result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "staging")])
+    assert result.exit_code == 2
+    assert "BIOMETRICS_INBOX_PATH=file://" in result.output and "mistyped does not exist" in result.output
+    assert not (tmp_path / "staging" / schemas.EXTRACT_READINGS).exists()
+
+
 def test_vendor_inbox_can_live_elsewhere(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'app.db'}"
     sample.write_source(url, _source_table())

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
+from urllib.parse import quote, unquote, urlparse
 
 import pyarrow.fs as pafs
 
@@ -79,9 +79,12 @@ class Staging:
             self.root = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
             self.is_local = False
         elif parsed.scheme in ("file", ""):
-            path = parsed.path if parsed.scheme == "file" else url
+            path = unquote(parsed.path) if parsed.scheme == "file" else url  # a plain path is taken as it is
             if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
                 raise ConfigError(f"invalid staging path {url!r}: file URLs must be file:///absolute/path")
+            if parsed.scheme == "file" and (parsed.query or parsed.fragment or "?" in url or "#" in url):
+                raise ConfigError(f"invalid staging path {url!r}: a file URL has no query or fragment; "
+                                  "percent-encode '?' and '#' (%3F, %23) or give a plain path")
             self.fs = pafs.LocalFileSystem()
             self.root = str(Path(path).expanduser().absolute())
             self.is_local = True
@@ -95,12 +98,15 @@ class Staging:
 
     def uri(self, rel: str = "") -> str:
         rel = rel.strip("/")
-        if self.is_local:
-            return "file://" + self.path(rel)
+        if self.is_local:  # percent-encoded, so that the URI names the same folder when read back
+            return "file://" + quote(self.path(rel))
         return "s3://" + self.path(rel)
 
     def child(self, rel: str) -> "Staging":
-        return Staging(self.uri(rel))
+        """The staging location ``rel`` below this one (same filesystem; no path is parsed again)."""
+        below = object.__new__(Staging)
+        below.url, below.fs, below.is_local, below.root = self.uri(rel), self.fs, self.is_local, self.path(rel)
+        return below
 
     # -- queries -----------------------------------------------------------------------------
     def _info(self, rel: str) -> pafs.FileInfo:

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 
 from biometrics_core import db, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
+from biometrics_core.errors import ConfigError
 from biometrics_core.schemas import DATABASE_SOURCE, EXTRACT_READINGS
 from biometrics_core.staging import Staging
 
@@ -19,8 +20,16 @@ main = stage_group("extract", "Extract stage of the BIOMETRICS ETL.")
 
 
 def _inbox(run: StageRun) -> Staging:
-    configured = settings.get("BIOMETRICS_INBOX_PATH")
-    return Staging(configured) if configured else run.staging.child("inbox")
+    """The vendors' inbox. The default one may not exist yet (no vendor has delivered); one that is
+    configured must: a mistyped path would otherwise read as a day without deliveries."""
+    configured = (settings.get("BIOMETRICS_INBOX_PATH") or "").strip()
+    if not configured:
+        return run.staging.child("inbox")
+    inbox = Staging(configured)
+    if not inbox.exists(""):
+        raise ConfigError(f"BIOMETRICS_INBOX_PATH={inbox.uri()} does not exist: create it (empty is fine) "
+                          "or unset it for <staging path>/inbox")
+    return inbox
 
 
 @stage_command(main, "readings", help="Stage the day's readings: application database plus vendor files.")
