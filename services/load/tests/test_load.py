@@ -330,6 +330,7 @@ def test_a_duplicate_natural_key_fails_the_load_and_leaves_the_day_and_no_table_
     assert failed.returncode == 1
     error = failed.stderr.strip().splitlines()[-1]
     assert error.startswith("biometrics-load: error: database error:") and "natural_key" in error, error
+    assert "already exists" not in error and "DETAIL" not in failed.stderr  # no reading's values in the log
     assert snapshot(urls[1]) == before
     engine = sa.create_engine(urls[1])
     tables = _readings_tables(engine)

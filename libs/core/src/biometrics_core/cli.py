@@ -99,6 +99,15 @@ class StageRun:
             self.staging.publish(folder, rel)
 
 
+def _without_row_data(message: str) -> str:
+    """A database's error without the lines that quote a row's values (PostgreSQL's "DETAIL: Failing
+    row contains (...)" and "Key (...)=(...) already exists"): readings are health data, and the
+    message goes to logs and manifests."""
+    lines = [line for line in message.splitlines()
+             if not line.startswith("DETAIL:  Failing row contains") and not line.startswith("DETAIL:  Key (")]
+    return "\n".join(lines)
+
+
 def _classify(exc: BaseException) -> tuple[str, int]:
     """Turn any exception into (one-line message, exit code) without leaking secrets."""
     if isinstance(exc, EtlError):
@@ -110,7 +119,7 @@ def _classify(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, OperationalError):
         return f"database error: {exc.orig}", EXIT_USAGE
     if isinstance(exc, DBAPIError):
-        return f"database error: {exc.orig}", EXIT_FAILED
+        return f"database error: {_without_row_data(str(exc.orig))}", EXIT_FAILED
     if isinstance(exc, SQLAlchemyError):
         return f"database error: {exc}", EXIT_FAILED
     if isinstance(exc, MemoryError):
