@@ -17,14 +17,18 @@ COMPOSE = REPO / "compose" / "docker-compose.yml"
 AIRFLOW_COMPONENTS = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
 
 
-@pytest.fixture(scope="module")
-def config(require):
-    require(shutil.which("docker-compose") is not None, "docker-compose is not installed")
-    proc = subprocess.run(["docker-compose", "-f", str(COMPOSE), "--env-file", str(REPO / "compose" / ".env.example"),
-                           "config"], capture_output=True, text=True, timeout=120)
+def _config(env_file: Path) -> dict:
+    proc = subprocess.run(["docker-compose", "-f", str(COMPOSE), "--env-file", str(env_file), "config"],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     import yaml  # PyYAML comes with moto[server] in the test venv
     return yaml.safe_load(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def config(require):
+    require(shutil.which("docker-compose") is not None, "docker-compose is not installed")
+    return _config(REPO / "compose" / ".env.example")
 
 
 def test_airflow_components_drive_the_host_engine_with_the_dags(config):
@@ -32,7 +36,9 @@ def test_airflow_components_drive_the_host_engine_with_the_dags(config):
         service = config["services"][name]
         volumes = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in service["volumes"]]
         assert any(v.startswith(f"{REPO / 'dags'}:/opt/airflow/dags") for v in volumes), (name, volumes)
-        assert any(v.startswith("/var/run/docker.sock:/var/run/docker.sock") for v in volumes), (name, volumes)
+        # the engine's socket only where tasks run (LocalExecutor: the scheduler), not on the web server
+        socket = any(v.startswith("/var/run/docker.sock:/var/run/docker.sock") for v in volumes)
+        assert socket == (name == "airflow-scheduler"), (name, volumes)
         env = service["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
         assert env["BIOMETRICS_DOCKER_NETWORK"] == config["networks"]["default"]["name"] == "biometrics"
@@ -60,3 +66,91 @@ def test_secrets_come_from_the_env_file_not_the_compose_file():
                              (REPO / "compose" / ".env.example").read_text(), re.M):
         assert secret not in text
     assert json.dumps(text).count("${AIRFLOW_FERNET_KEY:?") == 1
+
+
+def test_postgres_is_healthy_only_once_it_listens_on_tcp(config):
+    # the image's init scripts run on a temporary server that listens on its socket alone
+    assert config["services"]["postgres"]["healthcheck"]["test"][:4] == ["CMD", "pg_isready", "-h", "127.0.0.1"]
+
+
+def _run_airflow_init(config, tmp_path, users_listed: str) -> tuple[int, list[list[str]]]:
+    """The airflow-init command as compose hands it to bash, with a stand-in `airflow` that records
+    its arguments (and lists ``users_listed`` as the existing users)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    stub = bin_dir / "airflow"
+    stub.write_text("#!/bin/sh\n"
+                    f"printf '%s\\037' \"$@\" >> {calls}; printf '\\n' >> {calls}\n"
+                    f"[ \"$1 $2\" = 'users list' ] && printf '%s\\n' '{users_listed}'\nexit 0\n")
+    stub.chmod(0o755)
+    service = config["services"]["airflow-init"]
+    flag, script = service["command"]
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "AIRFLOW_ADMIN_USER": "admin", "AIRFLOW_ADMIN_PASSWORD": "pw-1"}
+    done = subprocess.run(["bash", flag, script.replace("$$", "$")], env=env, capture_output=True, text=True)
+    return done.returncode, [line.split("\x1f")[:-1] for line in calls.read_text().splitlines()]
+
+
+def test_airflow_init_migrates_and_creates_the_admin_once(config, tmp_path):
+    rc, calls = _run_airflow_init(config, tmp_path, users_listed="")
+    assert rc == 0
+    assert calls == [["db", "migrate"], ["users", "list"],
+                     ["users", "create", "--role", "Admin", "--username", "admin", "--password", "pw-1",
+                      "--firstname", "Admin", "--lastname", "BIOMETRICS", "--email", "admin@biometrics.invalid"]]
+    rc, calls = _run_airflow_init(config, tmp_path, users_listed="1 | admin | Admin")
+    assert rc == 0 and calls == [["db", "migrate"], ["users", "list"]]
+
+
+def test_the_warehouse_connection_takes_any_password(tmp_path, require):
+    require(shutil.which("docker-compose") is not None, "docker-compose is not installed")
+    password = "q7/Rx+2Lw9mZ#?@%41"  # openssl rand -base64 gives such; a URI would have split it
+    example = (REPO / "compose" / ".env.example").read_text()
+    env_file = tmp_path / ".env"
+    env_file.write_text(re.sub(r"^WAREHOUSE_DB_PASSWORD=.*$", f"WAREHOUSE_DB_PASSWORD={password}", example, flags=re.M))
+    config = _config(env_file)
+    for name in AIRFLOW_COMPONENTS:
+        connection = json.loads(config["services"][name]["environment"]["AIRFLOW_CONN_BIOMETRICS_WAREHOUSE"])
+        assert connection == {"conn_type": "postgres", "host": "postgres", "port": 5432, "login": "warehouse",
+                              "password": password, "schema": "warehouse"}
+
+
+def test_the_init_script_keeps_passwords_off_command_lines_and_databases_to_their_roles(tmp_path):
+    """compose/postgres/init-databases.sh run as the image runs it, against a real PostgreSQL 15."""
+    import sqlalchemy as sa
+    from biometrics_testkit.servers import PostgresServer
+
+    server = PostgresServer.start()
+    try:
+        passwords = {"AIRFLOW_DB_PASSWORD": "af/pw#?@'x", "WAREHOUSE_DB_PASSWORD": "wh/pw#?@'y"}
+        argv_log = tmp_path / "psql-argv"
+        wrapper = tmp_path / "bin" / "psql"
+        wrapper.parent.mkdir()
+        wrapper.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> {argv_log}\nexec {shutil.which('psql')} \"$@\"\n")
+        wrapper.chmod(0o755)
+        env = {"PATH": f"{wrapper.parent}:/usr/bin:/bin", "POSTGRES_USER": "postgres", "PGHOST": "127.0.0.1",
+               "PGPORT": str(server.url.port), "PGPASSWORD": server.password, **passwords}
+        done = subprocess.run(["sh", str(REPO / "compose" / "postgres" / "init-databases.sh")], env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        argv = argv_log.read_text()
+        assert all(p not in argv for p in passwords.values()), argv
+
+        def connects(role: str, password: str, database: str) -> bool:
+            url = sa.engine.URL.create("postgresql+psycopg2", role, password, "127.0.0.1", server.url.port, database)
+            engine = sa.create_engine(url)
+            try:
+                with engine.connect() as conn:
+                    return conn.execute(sa.text("SELECT current_user")).scalar() == role
+            except sa.exc.OperationalError as exc:
+                assert "permission denied for database" in str(exc), exc
+                return False
+            finally:
+                engine.dispose()
+
+        warehouse, airflow = passwords["WAREHOUSE_DB_PASSWORD"], passwords["AIRFLOW_DB_PASSWORD"]
+        assert connects("warehouse", warehouse, "warehouse") and connects("airflow", airflow, "airflow")
+        assert not connects("warehouse", warehouse, "airflow") and not connects("warehouse", warehouse, "postgres")
+        assert not connects("airflow", airflow, "warehouse")
+    finally:
+        server.stop()
