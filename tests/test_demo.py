@@ -21,7 +21,7 @@ def test_demo_runs_the_five_stages_and_summarises(tmp_path):
     for reason in ("conflicting_reading_id", "duplicate", "missing_value", "out_of_range", "outside_data_day",
                    "unknown_metric_type", "unknown_unit"):
         assert f"{reason}=" in text, reason
-    assert "checks passed: 6/6" in text
+    assert "checks passed: 8/8" in text
     assert (out / "warehouse.db").exists()
     assert list((out / "staging").rglob("backups/2026-01-05/*"))
     # the SQLite warehouse as the independent reference computes it from the demo's (seeded) sample day

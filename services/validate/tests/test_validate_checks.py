@@ -193,6 +193,22 @@ def test_a_reading_counted_for_another_user_of_its_bucket_fails_consistency(load
     assert sorted(e["user_id"] for e in figures["examples"]) == sorted(users)
 
 
+def test_a_reading_moved_to_a_user_far_away_in_its_bucket_fails_consistency(loaded):
+    """256 x 65521 apart, two users had the same bucket and the same weight: the move went unseen."""
+    user = loaded.scalar("SELECT min(user_id) FROM daily_metrics WHERE date = :d AND metric_type = 'steps' "
+                         "AND sample_count > 1", d=DAY)
+    reading = loaded.scalar("SELECT min(reading_id) FROM biometric_readings WHERE date = :d AND metric_type = 'steps' "
+                            "AND user_id = :user", d=DAY, user=user)
+    assert loaded.execute("UPDATE biometric_readings SET user_id = user_id + 16773376 WHERE date = :d "
+                          "AND metric_type = 'steps' AND user_id = :user AND reading_id = :reading",
+                          d=DAY, user=user, reading=reading) == 1
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "daily_metrics_consistency", only=True)
+    assert outcome.checks["daily_metrics_consistency"]["figures"]["compared"] == "group by group"
+
+
 def test_a_bucket_off_within_a_groups_rounding_is_judged_group_by_group_and_passes(loaded):
     # 1e-10 is within a group's tolerance but not its bucket's: the groups are compared one by one
     loaded.execute(f"UPDATE daily_metrics SET sum_value = sum_value * (1 + 1e-10) WHERE date = :d "
@@ -366,3 +382,41 @@ def test_primary_keys_prove_their_uniqueness(loaded):
     assert figures["reading_id"]["enforced_by"] == "primary key (reading_id, source, date)"
     assert figures["daily_metrics_key"]["enforced_by"] == "primary key (date, user_id, metric_type)"
     assert figures["natural_key"]["enforced_by"].startswith("unique index (created_at, user_id, device_id")
+
+
+# -- dead letters' reasons -------------------------------------------------------------------------
+def test_a_dead_letter_with_a_reason_no_rule_gives_fails(loaded):
+    letter = loaded.scalar("SELECT min(id) FROM etl_dead_letters WHERE date = :d AND reason = 'out_of_range'", d=DAY)
+    loaded.execute("UPDATE etl_dead_letters SET reason = 'no_such_reason' WHERE id = :id", id=letter)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "dead_letter_reasons", only=True)
+    assert "'no_such_reason' (1)" in outcome.checks["dead_letter_reasons"]["detail"]
+
+
+# -- readings on their day -------------------------------------------------------------------------
+@pytest.mark.parametrize("moved", [dt.datetime(2026, 2, 17, 10, 0), dt.datetime(2026, 1, 4, 23, 59, 59, 999999)])
+def test_a_reading_whose_time_is_not_on_its_day_fails(loaded, moved):
+    reading = loaded.scalar("SELECT min(reading_id) FROM biometric_readings WHERE date = :d AND source = 'database'",
+                            d=DAY)
+    value = moved.replace(tzinfo=dt.timezone.utc) if loaded.backend == "postgresql" else f"{moved:%Y-%m-%d %H:%M:%S.%f}"
+    loaded.execute("UPDATE biometric_readings SET created_at = :t WHERE date = :d AND source = 'database' "
+                   "AND reading_id = :r", t=value, d=DAY, r=reading)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "readings_on_their_day", only=True)
+    where = "after" if moved.date() > DAY else "before"
+    assert f"1 {where} {DAY}" in outcome.checks["readings_on_their_day"]["detail"]
+
+
+@pytest.mark.postgres
+def test_tiny_values_compare_without_a_floating_point_underflow(postgres_server):
+    """PostgreSQL raises for a product of non-zero floats that rounds to zero."""
+    engine = sa.create_engine(postgres_server.admin_url)
+    with engine.connect() as conn:
+        for a, b in (("1e-320", "1e-320"), ("1e-320", "0"), ("0", "0"), ("1e-320", "2e-320")):
+            close = profile._close(f"CAST({a} AS DOUBLE PRECISION)", f"CAST({b} AS DOUBLE PRECISION)")
+            assert conn.execute(sa.text(f"SELECT {close}")).scalar() is True, (a, b)
+    engine.dispose()

@@ -15,7 +15,8 @@ from biometrics_testkit import expected
 
 DAY = dt.date(2026, 1, 5)  # the day conftest's pipeline loads
 
-CHECK_NAMES = ["reconciliation", "null_keys", "values_in_range", "daily_metrics_consistency", "uniqueness", "volume"]
+CHECK_NAMES = ["reconciliation", "dead_letter_reasons", "null_keys", "values_in_range", "daily_metrics_consistency",
+               "readings_on_their_day", "uniqueness", "volume"]
 
 
 def _reference(sample_day) -> tuple[expected.Expected, int]:

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 
+from biometrics_core.catalogue import REJECT_REASONS
+from biometrics_core.dates import day_window
 from biometrics_core.warehouse import DAILY_METRICS_TABLE, DEAD_LETTERS_TABLE, READINGS_TABLE
 
 from .day import DayFacts, as_int, fetch_rows, query
@@ -296,8 +298,63 @@ def volume(conn: sa.Connection, ctx: Context) -> CheckResult:
                                          f"({mean:.1f}), {verdict} [{ctx.min_ratio}, {ctx.max_ratio}]", figures)
 
 
+# -- dead letters' reasons -------------------------------------------------------------------------
+def dead_letter_reasons(conn: sa.Connection, ctx: Context) -> CheckResult:
+    """Every pipeline dead letter of the day gives one of the reasons the pipeline rejects for: a
+    letter with another reason accounts for a source row that no rule rejected."""
+    counts = ctx.facts.rejected_by_reason
+    unknown = {reason: n for reason, n in counts.items() if reason not in REJECT_REASONS}
+    figures = {"by_reason": dict(sorted(counts.items(), key=lambda kv: str(kv[0]))), "unknown": unknown}
+    if not unknown:
+        return CheckResult("dead_letter_reasons", True, f"{sum(counts.values())} dead letters, every reason known",
+                           figures)
+    listed = ", ".join(f"{reason!r} ({n})" for reason, n in sorted(unknown.items(), key=lambda kv: str(kv[0])))
+    return CheckResult("dead_letter_reasons", False, f"dead letters with reasons the pipeline never gives: {listed}",
+                       figures)
+
+
+# -- readings on their day -------------------------------------------------------------------------
+def readings_on_their_day(conn: sa.Connection, ctx: Context) -> CheckResult:
+    """Every reading of the day has its created_at on the day (UTC). On PostgreSQL the natural key's
+    index leads with created_at, so its first and last entries answer without a scan."""
+    start, end = day_window(ctx.day)
+    (row,) = fetch_rows(conn, f"SELECT min(created_at) AS first, max(created_at) AS last FROM {READINGS_TABLE} "
+                              "WHERE date = :day", day=ctx.day)
+    first, last = (_as_utc(row[k]) for k in ("first", "last"))
+    figures = {"first": first.isoformat() if first else None, "last": last.isoformat() if last else None}
+    outside = [t for t in (first, last) if t is not None and not start <= t < end]
+    if not outside:
+        return CheckResult("readings_on_their_day", True, f"every created_at is on {ctx.day}", figures)
+    off = {**{f"before {ctx.day}": _count(conn, ctx.day, "created_at < :start", start=start)},
+           **{f"after {ctx.day}": _count(conn, ctx.day, "created_at >= :end", end=end)}}
+    figures["outside"] = off
+    return CheckResult("readings_on_their_day", False,
+                       "readings whose created_at is not on their day: "
+                       + ", ".join(f"{n} {where}" for where, n in off.items() if n)
+                       + f" (first {figures['first']}, last {figures['last']})", figures)
+
+
+def _as_utc(value) -> dt.datetime | None:
+    """A created_at as read back: aware on PostgreSQL, naive UTC text or datetime on SQLite."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+def _count(conn: sa.Connection, day: dt.date, condition: str, **bounds) -> int:
+    column = sa.column("created_at", sa.DateTime(timezone=True))
+    bound = {name: sa.bindparam(name, value, type_=column.type) for name, value in bounds.items()}
+    clause = query(f"SELECT count(*) FROM {READINGS_TABLE} WHERE date = :day AND {condition}").bindparams(*bound.values())
+    if conn.dialect.name == "sqlite":  # SQLite keeps naive UTC text
+        bounds = {name: value.replace(tzinfo=None) for name, value in bounds.items()}
+    return as_int(conn.execute(clause, {"day": day, **bounds}).scalar_one())
+
+
 CHECKS: tuple[Callable[[sa.Connection, Context], CheckResult], ...] = (
-    reconciliation, null_keys, values_in_range, daily_metrics_consistency, uniqueness, volume)
+    reconciliation, dead_letter_reasons, null_keys, values_in_range, daily_metrics_consistency,
+    readings_on_their_day, uniqueness, volume)
 
 
 def run_all(conn: sa.Connection, ctx: Context) -> list[CheckResult]:

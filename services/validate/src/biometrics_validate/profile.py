@@ -40,9 +40,12 @@ BUCKET_TOLERANCE = 1e-11
 # 256 buckets per metric type keep the hash table in the processor's caches (~2 k entries) and
 # put ~150 users in each at 39 k users
 USER_BUCKETS = 256
-# a weight per user mixed from the id (a permutation of the residues modulo the prime 65521):
-# positive, never overflowing, and the same expression on PostgreSQL and SQLite
-_USER_WEIGHT = "CAST((user_id % 65521) * 40503 % 65521 + 1 AS INTEGER)"
+# a weight per user mixed from the id: the id's residue modulo the prime 2^31 - 1, multiplied by
+# 48271 (a primitive root) modulo it, so two users of a bucket share a weight only when their ids
+# differ by a multiple of 256 x (2^31 - 1) (with 65521, a multiple of 16.7 M did it: a reading moved
+# between such users went unseen). Never overflowing (products < 2^47), fits a 32-bit INTEGER, one
+# expression on PostgreSQL and SQLite; a negative id keeps its sign through %, so no two residues meet
+_USER_WEIGHT = "CAST((user_id % 2147483647) * 48271 % 2147483647 + 1 AS INTEGER)"
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,12 @@ def _canonical_unit_expr() -> str:
 
 
 def _close(a: str, b: str, tolerance: float = REL_TOLERANCE) -> str:
-    """|a - b| <= tolerance * max(|a|, |b|), in SQL both dialects know (no greatest() in SQLite)."""
+    """|a - b| <= tolerance * max(|a|, |b|), in SQL both dialects know (no greatest() in SQLite).
+    The max is taken at least 1e-300: PostgreSQL raises "underflow" for a product of non-zero
+    floats that rounds to 0 (the tolerance times a sum of values like 1e-320)."""
     return (f"abs({a} - {b}) <= {tolerance!r} * "
-            f"CASE WHEN abs({a}) > abs({b}) THEN abs({a}) ELSE abs({b}) END")
+            f"CASE WHEN abs({a}) > abs({b}) AND abs({a}) > 1e-300 THEN abs({a}) "
+            f"WHEN abs({b}) > 1e-300 THEN abs({b}) ELSE 1e-300 END")
 
 
 # -- the buckets -----------------------------------------------------------------------------------
