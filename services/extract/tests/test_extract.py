@@ -108,8 +108,23 @@ def test_a_configured_inbox_that_does_not_exist_exits_2(tmp_path, monkeypatch):
     monkeypatch.setenv("BIOMETRICS_INBOX_PATH", f"file://{tmp_path / 'mistyped'}")
     result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "staging")])
     assert result.exit_code == 2
-    assert "BIOMETRICS_INBOX_PATH=file://" in result.output and "mistyped does not exist" in result.output
+    assert "BIOMETRICS_INBOX_PATH=file://" in result.output and "mistyped: the folder does not exist" in result.output
     assert not (tmp_path / "staging" / schemas.EXTRACT_READINGS).exists()
+
+
+@pytest.mark.s3
+def test_a_configured_s3_inbox_is_its_bucket_until_a_vendor_delivers(s3_env, tmp_path, monkeypatch):
+    """An S3 prefix exists only while it holds objects: an inbox nobody delivered to is a day without
+    deliveries; a bucket that does not exist is a mistake."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    sample.write_source(url, _source_table())
+    s3_env.create_bucket("inbox-empty")
+    monkeypatch.setenv("BIOMETRICS_INBOX_PATH", "s3://inbox-empty/vendors")
+    manifest = _extract(url, tmp_path / "staging", monkeypatch)
+    assert manifest["details"]["rows_by_source"] == {"database": 3}
+    monkeypatch.setenv("BIOMETRICS_INBOX_PATH", "s3://no-such-inbox-bucket/vendors")
+    result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "other")])
+    assert result.exit_code == 2 and "the bucket does not exist" in result.output
 
 
 def test_vendor_inbox_can_live_elsewhere(tmp_path, monkeypatch):
@@ -184,6 +199,12 @@ def _json_line(**fields) -> str:
 def test_malformed_vendor_content(name, content, message):
     with pytest.raises(vendor._Malformed, match=message):
         vendor.parse_file("v", name, content.encode(), dt.datetime.now(UTC))
+
+
+def test_a_huge_number_in_a_field_the_record_does_not_use_is_ignored():
+    line = _json_line()[:-1] + ', "battery_capacitance": 1e400, "meta": {"x": -1e999}}'
+    (row,) = vendor.parse_file("v", "x.jsonl", line.encode(), dt.datetime.now(UTC)).to_pylist()
+    assert row["value"] == 97.0
 
 
 def test_vendor_numbers_as_written():

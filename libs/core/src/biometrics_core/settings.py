@@ -26,7 +26,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BIOMETRICS_WAREHOUSE_URL", None, "Warehouse database (SQLAlchemy URL).", True),
     Setting("BIOMETRICS_BATCH_SIZE", "10000", "Rows a stage holds at once where it streams."),
     Setting("BIOMETRICS_EXTRACT_CONNECTIONS", "2", "Extract: parallel slices of the day read from PostgreSQL."),
-    Setting("BIOMETRICS_INBOX_PATH", None, "Vendor inbox root; default `<staging-path>/inbox`. When set, it must exist."),
+    Setting("BIOMETRICS_INBOX_PATH", None, "Vendor inbox root; default `<staging-path>/inbox`. When set: an existing folder, or a prefix of an existing bucket."),
     Setting("BIOMETRICS_WORK_DIR", None, "Local scratch directory; default the system temp dir."),
     Setting("BIOMETRICS_MEMORY_LIMIT", "512MB", "Memory budget of the transform engine (DuckDB)."),
     Setting("BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM", "1GB", "Load: PostgreSQL `maintenance_work_mem` of each of the "

@@ -67,29 +67,42 @@ def scratch_dir(base: Path | None = None, prefix: str = "biometrics-") -> Iterat
 class Staging:
     """A staging location: ``rel`` paths below it use forward slashes."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, what: str = "staging path"):
+        """``what`` names the setting in messages (``--staging-path``, ``BIOMETRICS_INBOX_PATH``)."""
         if not url:
-            raise ConfigError("--staging-path is empty")
+            raise ConfigError(f"the {what} is empty")
         self.url = url.rstrip("/") if url != "/" else url
         parsed = urlparse(url)
+        if parsed.scheme in ("s3", "file") and (parsed.query or parsed.fragment or "?" in url or "#" in url):
+            # urlparse would cut the path there, and another run's prefix or folder would be used
+            raise ConfigError(f"invalid {what} {url!r}: a URL's path cannot hold a raw '?' or '#'; "
+                              "percent-encode them (%3F, %23)" + (" or give a plain path" if parsed.scheme == "file"
+                                                                   else ""))
         if parsed.scheme == "s3":
             if not parsed.netloc:
-                raise ConfigError(f"invalid staging path {url!r}: expected s3://bucket/prefix")
+                raise ConfigError(f"invalid {what} {url!r}: expected s3://bucket/prefix")
             self.fs: pafs.FileSystem = _s3_filesystem()
             self.root = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
             self.is_local = False
         elif parsed.scheme in ("file", ""):
             path = unquote(parsed.path) if parsed.scheme == "file" else url  # a plain path is taken as it is
             if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
-                raise ConfigError(f"invalid staging path {url!r}: file URLs must be file:///absolute/path")
-            if parsed.scheme == "file" and (parsed.query or parsed.fragment or "?" in url or "#" in url):
-                raise ConfigError(f"invalid staging path {url!r}: a file URL has no query or fragment; "
-                                  "percent-encode '?' and '#' (%3F, %23) or give a plain path")
+                raise ConfigError(f"invalid {what} {url!r}: file URLs must be file:///absolute/path")
             self.fs = pafs.LocalFileSystem()
             self.root = str(Path(path).expanduser().absolute())
             self.is_local = True
         else:
-            raise ConfigError(f"unsupported staging path {url!r}: use file:///path, a local path or s3://bucket/prefix")
+            raise ConfigError(f"unsupported {what} {url!r}: use file:///path, a local path or s3://bucket/prefix")
+
+    def container_exists(self) -> bool:
+        """Whether the folder (local) or the bucket (S3) is there. An S3 prefix exists only while
+        it holds objects, so an inbox nobody has delivered to yet is only its bucket."""
+        if self.is_local:
+            return self.exists("")
+        try:
+            return self.fs.get_file_info(self.root.split("/", 1)[0]).type != pafs.FileType.NotFound
+        except OSError as exc:
+            raise InputError(f"cannot read {self.uri()}: {one_line(redact(str(exc)))}") from None
 
     # -- paths -------------------------------------------------------------------------------
     def path(self, rel: str = "") -> str:

@@ -20,15 +20,17 @@ main = stage_group("extract", "Extract stage of the BIOMETRICS ETL.")
 
 
 def _inbox(run: StageRun) -> Staging:
-    """The vendors' inbox. The default one may not exist yet (no vendor has delivered); one that is
-    configured must: a mistyped path would otherwise read as a day without deliveries."""
+    """The vendors' inbox. The default one may not exist yet (no vendor has delivered); a configured
+    one must be a folder that exists, or a prefix of a bucket that does: a mistyped path would
+    otherwise read as a day without deliveries."""
     configured = (settings.get("BIOMETRICS_INBOX_PATH") or "").strip()
     if not configured:
         return run.staging.child("inbox")
-    inbox = Staging(configured)
-    if not inbox.exists(""):
-        raise ConfigError(f"BIOMETRICS_INBOX_PATH={inbox.uri()} does not exist: create it (empty is fine) "
-                          "or unset it for <staging path>/inbox")
+    inbox = Staging(configured, "BIOMETRICS_INBOX_PATH")
+    if not inbox.container_exists():
+        kind = "folder" if inbox.is_local else "bucket"
+        raise ConfigError(f"BIOMETRICS_INBOX_PATH={inbox.uri()}: the {kind} does not exist; create it "
+                          "(empty is fine) or unset it for <staging path>/inbox")
     return inbox
 
 

@@ -77,6 +77,21 @@ _NUMBER = re.compile(r"\s*[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0
                      re.IGNORECASE)
 
 
+class _Overflowed(float):
+    """A JSON number literal beyond a double (1e400), kept as infinity with its text: only the
+    fields the record uses refuse it; an extra field of the vendor's keeps being ignored."""
+
+    text: str
+
+
+def _json_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        number = _Overflowed(number)
+        number.text = text
+    return number
+
+
 def _finite_literal(text: str) -> float:
     """A number written with digits, which must stay finite: 1e400 is not infinity."""
     number = float(text)
@@ -90,6 +105,8 @@ def _float(value) -> float | None:
         return None
     if isinstance(value, bool):
         raise _Malformed(f"value must be a number, got {value!r}")
+    if isinstance(value, _Overflowed):
+        raise _Malformed(f"value {value.text} is too large for a number")
     if isinstance(value, (int, float)):
         try:
             return float(value)
@@ -163,9 +180,7 @@ def _lines(name: str, text: str):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line, parse_float=_finite_literal)
-            except _Malformed as exc:
-                raise _Malformed(f"line {lineno}: {exc}") from None
+                row = json.loads(line, parse_float=_json_float)
             except json.JSONDecodeError as exc:
                 raise _Malformed(f"line {lineno}: invalid JSON ({exc.msg})") from None
             except RecursionError:
