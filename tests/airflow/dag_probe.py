@@ -132,7 +132,7 @@ def main(out: str, logical_dates: list[str]) -> None:
     result["staging_location"] = {repr(value): _outcome(staging_location, value, "etl_staging_path", "s3://default/x")
                                   for value in (None, "", "  ", " s3://bucket/staging/ ", "s3://", "s3:/bucket",
                                                 "file:///srv/staging/", "file://localhost/srv/st", "file://host/x",
-                                                "/srv/staging", "relative/x", "file:///", "file:///a?b=1")}
+                                                "/srv/staging", "relative/x", "file:///", "file:///a?b=1", "s3://bucket/team#7")}
     images = {}
     for name, content in {"empty": "", "not json": "{", "a list": "[]", "no images": '{"registry": "r"}',
                           "a stage missing": json.dumps({"images": {"extract": "r/e:1.0"}}),
