@@ -86,7 +86,10 @@ STAGING_PATH_TEMPLATE = "{{ biometrics_staging_root }}/{{ dag.dag_id }}/" + DATA
 # The params of a DAG whose tasks are stage tasks: `data_day` reprocesses one day on a manual run
 # (`airflow dags trigger <dag> --conf '{"data_day": "2026-01-05"}'`), whatever the logical date.
 def data_day_params() -> dict[str, Param]:
-    return {"data_day": Param(None, type=["null", "string"], pattern=r"^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}\s*$",
+    """Checked by Airflow when a run is triggered: an impossible day (2026-02-30) is refused then,
+    instead of failing the run's first task after its retries."""
+    day = {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "format": "date"}
+    return {"data_day": Param(None, anyOf=[{"type": "null"}, {"type": "string", "maxLength": 0}, day],
                               description="The UTC day to process (YYYY-MM-DD); empty: the day before the "
                                           "logical date")}
 

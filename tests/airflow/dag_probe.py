@@ -15,6 +15,7 @@ AIRFLOW__CORE__DAGS_FOLDER, Variables and Connections given by the caller's envi
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import sys
@@ -129,6 +130,17 @@ def main(out: str, logical_dates: list[str]) -> None:
     scheduled = shapes["scheduled 2026-01-06T02:00Z"]
     result["data_day_param"] = {repr(day): _outcome(data_day, scheduled, {"data_day": day})
                                 for day in (None, "", "2025-12-31", " 2025-12-31 ", "2025-13-01", "20251231", 5)}
+    # what Airflow's own validation of a triggered run's conf says of the param (ParamsDict.validate)
+    schema = {}
+    for conf_day in (None, "", "2025-12-31", "2026-02-30", "2025-13-01", "0000-01-01", "20251231", " 2025-12-31", 5):
+        params = copy.deepcopy(bag.dags["biometric_daily_etl"].params)
+        try:
+            params.update({"data_day": conf_day})  # as a triggered run's conf is merged, then checked
+            params.validate()
+            schema[repr(conf_day)] = "accepted"
+        except Exception as exc:  # noqa: BLE001 - its kind is the finding
+            schema[repr(conf_day)] = type(exc).__name__
+    result["data_day_schema"] = schema
     result["staging_location"] = {repr(value): _outcome(staging_location, value, "etl_staging_path", "s3://default/x")
                                   for value in (None, "", "  ", " s3://bucket/staging/ ", "s3://", "s3:/bucket",
                                                 "file:///srv/staging/", "file://localhost/srv/st", "file://host/x",

@@ -168,6 +168,14 @@ def test_the_param_data_day(parsed):
         assert "YYYY-MM-DD" in outcomes[wrong]["error"]
 
 
+def test_the_param_data_day_is_checked_when_a_run_is_triggered(parsed):
+    schema = parsed["data_day_schema"]
+    assert {k: schema[k] for k in ("None", "''", "'2025-12-31'")} == dict.fromkeys(("None", "''", "'2025-12-31'"),
+                                                                                    "accepted")
+    for impossible in ("'2026-02-30'", "'2025-13-01'", "'0000-01-01'", "'20251231'", "' 2025-12-31'", "5"):
+        assert schema[impossible] == "ParamValidationError", impossible
+
+
 def test_staging_locations_the_containers_can_share(parsed):
     outcomes = parsed["staging_location"]
     assert outcomes["None"] == outcomes["''"] == outcomes["'  '"] == {"value": "s3://default/x"}
