@@ -131,7 +131,7 @@ def staging_location(value: Any, name: str, default: str = "") -> str:
         return text.rstrip("/")
     if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
         path = parts.path.rstrip("/")
-        if path and not parts.query and not parts.fragment:
+        if path:
             return f"file://{path}"
     raise ValueError(f"Variable {name} {text!r}: use s3://bucket/prefix, or file:///absolute/path "
                      "(a folder of the Docker host, bind-mounted into every stage's container)")

@@ -78,3 +78,12 @@ def upstream_manifest(staging: "Staging", stage: str, day: dt.date, command: str
         raise InputError(f"{staging.uri(rel)} is for {payload.get('date')}, not {day}: "
                          "the staging path holds another day's run")
     return payload
+
+
+def required_upstream_manifest(staging: "Staging", stage: str, day: dt.date, why: str) -> dict:
+    """``upstream_manifest``, which must be there: InputError naming the stage to run first and ``why``."""
+    payload = upstream_manifest(staging, stage, day)
+    if payload is None:
+        raise InputError(f"missing {staging.uri(manifest_path(stage, 'readings'))}: run biometrics-{stage} "
+                         f"readings for {day} first ({why})")
+    return payload

@@ -73,7 +73,7 @@ class Staging:
             raise ConfigError(f"the {what} is empty")
         self.url = url.rstrip("/") if url != "/" else url
         parsed = urlparse(url)
-        if parsed.scheme in ("s3", "file") and (parsed.query or parsed.fragment or "?" in url or "#" in url):
+        if parsed.scheme in ("s3", "file") and ("?" in url or "#" in url):
             # urlparse would cut the path there, and another run's prefix or folder would be used
             raise ConfigError(f"invalid {what} {url!r}: a URL's path cannot hold a raw '?' or '#'; "
                               "percent-encode them (%3F, %23)" + (" or give a plain path" if parsed.scheme == "file"

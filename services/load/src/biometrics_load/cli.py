@@ -6,7 +6,7 @@ import logging
 
 from biometrics_core import db, schemas, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
-from biometrics_core.manifest import RunManifest, upstream_manifest
+from biometrics_core.manifest import RunManifest, required_upstream_manifest, upstream_manifest
 
 from . import loader
 from .inputs import check_staged_day
@@ -47,11 +47,15 @@ def readings(run: StageRun):
         dead_letters=staging.parquet_dataset(schemas.TRANSFORM_DEAD_LETTERS, schemas.DEAD_LETTERS),
         manifests=[RunManifest.from_dict(payload) for payload in upstream.values() if payload is not None],
     )
-    check_staged_day(staging, run.day, upstream["transform"], {
+    # the transform's manifest is required (read above with the extract's; looked up again only to
+    # say it is missing)
+    transformed = upstream["transform"] or required_upstream_manifest(
+        staging, "transform", run.day, "the load checks the staged files against it")
+    staged = check_staged_day(staging, run.day, transformed, {
         "readings": data.readings, "daily metrics": data.daily_metrics, "dead letters": data.dead_letters})
     engine = _warehouse(warehouse_url)
     migrate_schema(engine)
-    run.manifest.rows_in = data.readings.count_rows() + data.dead_letters.count_rows()
+    run.manifest.rows_in = staged["readings"] + staged["dead letters"]
     counts = loader.load_day(engine, run.day, data, batch_size, run.manifest, run.finish,
                              settings.get("BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM"))
     engine.dispose()

@@ -30,9 +30,9 @@ def _dates(dataset: ds.Dataset) -> set[dt.date]:
     found: set[dt.date] = set()
     for fragment in dataset.get_fragments():
         metadata = fragment.metadata
-        index = metadata.schema.to_arrow_schema().get_field_index("date")
+        index = metadata.schema.to_arrow_schema().get_field_index("date")  # there: the columns were checked
         groups = [metadata.row_group(i).column(index).statistics for i in range(metadata.num_row_groups)]
-        if index < 0 or not all(s is not None and s.has_min_max and s.null_count == 0 for s in groups):
+        if not all(s is not None and s.has_min_max and s.null_count == 0 for s in groups):
             table = fragment.to_table(columns=["date"])
             found |= set(pc.unique(table.column("date")).to_pylist())
             continue
@@ -62,24 +62,23 @@ def _check_columns(name: str, dataset: ds.Dataset) -> None:
                              f"({', '.join(wrong)}): rerun the transform")
 
 
-def check_staged_day(staging: Staging, day: dt.date, transform: dict | None,
-                     datasets: dict[str, ds.Dataset]) -> None:
-    """InputError unless the staged readings, daily metrics and dead letters are the transform's:
-    readable, with its columns, as many rows as its manifest says, and every row of ``day``."""
+def check_staged_day(staging: Staging, day: dt.date, transform: dict,
+                     datasets: dict[str, ds.Dataset]) -> dict[str, int]:
+    """The rows of each staged output; InputError unless they are the transform's: readable, with
+    its columns, as many rows as its manifest says, and every row of ``day``."""
     rel = manifest_path("transform", "readings")
-    if transform is None:
-        raise InputError(f"missing {staging.uri(rel)}: run biometrics-transform readings for {day} first "
-                         "(the load checks the staged files against it)")
     expected = _expected_counts(transform)
+    rows = {}
     for name, dataset in datasets.items():
         try:
-            _check_dataset(name, dataset, expected.get(name), rel, staging, day)
+            rows[name] = _check_dataset(name, dataset, expected.get(name), rel, staging, day)
         except (pa.ArrowException, OSError) as exc:
             detail = one_line(redact(str(exc)))
             raise InputError(f"the staged {name} are not readable Parquet ({detail}): rerun the transform") from None
+    return rows
 
 
-def _check_dataset(name: str, dataset: ds.Dataset, want: object, rel: str, staging: Staging, day: dt.date) -> None:
+def _check_dataset(name: str, dataset: ds.Dataset, want: object, rel: str, staging: Staging, day: dt.date) -> int:
     _check_columns(name, dataset)
     if not isinstance(want, int) or isinstance(want, bool):
         raise InputError(f"{staging.uri(rel)} gives no row count of the {name}: rerun the transform")
@@ -92,3 +91,4 @@ def _check_dataset(name: str, dataset: ds.Dataset, want: object, rel: str, stagi
         shown = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
         raise InputError(f"the staged {name} hold rows of {shown}, not {day}: "
                          "the staging path holds another day's files")
+    return rows

@@ -6,11 +6,12 @@ import datetime as dt
 import logging
 
 import duckdb
+import pyarrow as pa
 
 from biometrics_core import schemas, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
 from biometrics_core.errors import InputError
-from biometrics_core.manifest import manifest_path, upstream_manifest
+from biometrics_core.manifest import required_upstream_manifest
 
 from . import rules
 
@@ -65,10 +66,15 @@ def _local_inputs(run: StageRun, files: list[str], work) -> list[str]:
     return local
 
 
-# The extract's columns as DuckDB reads them from its Parquet files
-_STAGED_TYPES = {"reading_id": "BIGINT", "user_id": "BIGINT", "device_id": "VARCHAR", "metric_type": "VARCHAR",
-                 "value": "DOUBLE", "unit": "VARCHAR", "created_at": "TIMESTAMP WITH TIME ZONE",
-                 "ingested_at": "TIMESTAMP WITH TIME ZONE", "source": "VARCHAR"}
+def _duckdb_type(field) -> str:
+    """How DuckDB names the type it reads a column of the staged schema as."""
+    if pa.types.is_timestamp(field.type):
+        return "TIMESTAMP WITH TIME ZONE" if field.type.tz else "TIMESTAMP"
+    return {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR"}[field.type]
+
+
+# The extract's columns (the core's staged schema) as DuckDB reads them from its Parquet files
+_STAGED_TYPES = {field.name: _duckdb_type(field) for field in schemas.READINGS}
 
 
 def _open_staged(con, inputs: list[str], where: str) -> tuple[int, int]:
@@ -97,10 +103,9 @@ def readings(run: StageRun):
     memory_limit = settings.get_size("BIOMETRICS_MEMORY_LIMIT")
     now = dt.datetime.now(dt.timezone.utc)
     files = _staged_files(run)
-    extracted = upstream_manifest(run.staging, "extract", run.day)  # another day's run: stop before writing
-    if extracted is None:
-        raise InputError(f"missing {run.staging.uri(manifest_path('extract', 'readings'))}: run biometrics-extract "
-                         f"readings for {run.day} first (the transform checks the staged files against it)")
+    # (another day's manifest stops the run too, before anything is written)
+    extracted = required_upstream_manifest(run.staging, "extract", run.day,
+                                           "the transform checks the staged files against it")
     with run.staging.workdir() as work:
         inputs = _local_inputs(run, files, work)
         con = rules.connect(memory_limit, threads, str(work / "duckdb.tmp"))

@@ -325,8 +325,8 @@ def readings_on_their_day(conn: sa.Connection, ctx: Context) -> CheckResult:
     outside = [t for t in (first, last) if t is not None and not start <= t < end]
     if not outside:
         return CheckResult("readings_on_their_day", True, f"every created_at is on {ctx.day}", figures)
-    off = {**{f"before {ctx.day}": _count(conn, ctx.day, "created_at < :start", start=start)},
-           **{f"after {ctx.day}": _count(conn, ctx.day, "created_at >= :end", end=end)}}
+    off = {f"before {ctx.day}": _count(conn, ctx.day, "created_at < :start", start=start),
+           f"after {ctx.day}": _count(conn, ctx.day, "created_at >= :end", end=end)}
     figures["outside"] = off
     return CheckResult("readings_on_their_day", False,
                        "readings whose created_at is not on their day: "
@@ -343,10 +343,10 @@ def _as_utc(value) -> dt.datetime | None:
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
 
 
-def _count(conn: sa.Connection, day: dt.date, condition: str, **bounds) -> int:
-    column = sa.column("created_at", sa.DateTime(timezone=True))
-    bound = {name: sa.bindparam(name, value, type_=column.type) for name, value in bounds.items()}
-    clause = query(f"SELECT count(*) FROM {READINGS_TABLE} WHERE date = :day AND {condition}").bindparams(*bound.values())
+def _count(conn: sa.Connection, day: dt.date, condition: str, **bounds: dt.datetime) -> int:
+    """The day's readings meeting ``condition`` on created_at (its time parameters in ``bounds``)."""
+    times = [sa.bindparam(name, type_=sa.DateTime(timezone=True)) for name in bounds]
+    clause = query(f"SELECT count(*) FROM {READINGS_TABLE} WHERE date = :day AND {condition}").bindparams(*times)
     if conn.dialect.name == "sqlite":  # SQLite keeps naive UTC text
         bounds = {name: value.replace(tzinfo=None) for name, value in bounds.items()}
     return as_int(conn.execute(clause, {"day": day, **bounds}).scalar_one())

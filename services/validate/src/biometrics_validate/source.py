@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from biometrics_core.errors import InputError
-from biometrics_core.manifest import manifest_path, upstream_manifest
+from biometrics_core.manifest import manifest_path, required_upstream_manifest
 from biometrics_core.schemas import DATABASE_SOURCE
 from biometrics_core.source import check_source, on_day, source_table
 from biometrics_core.staging import Staging
@@ -29,10 +29,7 @@ def database_rows(engine: Engine, day: dt.date) -> int:
 def extracted_rows(staging: Staging, day: dt.date) -> dict[str, int]:
     """Rows per source the extract staged for the day (``details.rows_by_source`` of its manifest)."""
     rel = manifest_path("extract", "readings")
-    manifest = upstream_manifest(staging, "extract", day)
-    if manifest is None:
-        raise InputError(f"missing {staging.uri(rel)}: run biometrics-extract readings for {day} first "
-                         "(vendor row counts come from its manifest)")
+    manifest = required_upstream_manifest(staging, "extract", day, "vendor row counts come from its manifest")
     details = manifest.get("details")
     by_source = details.get("rows_by_source") if isinstance(details, dict) else None
     if not isinstance(by_source, dict) or not all(type(v) is int and 0 <= v < 2**63 for v in by_source.values()):
