@@ -127,6 +127,47 @@ def test_a_configured_s3_inbox_is_its_bucket_until_a_vendor_delivers(s3_env, tmp
     assert result.exit_code == 2 and "the bucket does not exist" in result.output
 
 
+def _extract_fails(url, staging, monkeypatch) -> str:
+    monkeypatch.setenv("BIOMETRICS_DB_URL", url)
+    result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(staging)])
+    assert result.exit_code == 2, result.output
+    assert not (staging / schemas.EXTRACT_READINGS).exists()
+    return result.output
+
+
+def test_a_delivery_that_cannot_be_read_is_refused_not_skipped(tmp_path, monkeypatch):
+    """A link to a file that is gone (a vendor volume not mounted) and a FIFO: neither is a file Arrow
+    lists, and skipping them loaded the day without the vendor's readings, exit 0."""
+    import os
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    sample.write_source(url, _source_table())
+    folder = tmp_path / "staging" / "inbox" / "acme" / str(DAY)
+    folder.mkdir(parents=True)
+    (folder / "readings.csv").symlink_to(tmp_path / "unmounted" / "readings.csv")
+    output = _extract_fails(url, tmp_path / "staging", monkeypatch)
+    assert "acme/2026-01-05/readings.csv is a symbolic link to a file that does not exist" in output
+    (folder / "readings.csv").unlink()
+    os.mkfifo(folder / "readings.csv")
+    output = _extract_fails(url, tmp_path / "staging", monkeypatch)
+    assert "readings.csv is not a regular file (a FIFO, socket or device)" in output
+
+
+def test_a_file_dated_after_2262_keeps_its_time(tmp_path, monkeypatch):
+    """A record without ingested_at takes its file's time; Arrow's nanoseconds wrapped 2300 to 1715."""
+    import os
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    sample.write_source(url, _source_table())
+    folder = tmp_path / "staging" / "inbox" / "zeta" / str(DAY)
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_text(json.dumps({"reading_id": 1, "user_id": 1, "device_id": "x", "metric_type": "spo2",
+                                                "value": 98, "unit": None, "created_at": "2026-01-05T01:00:00"}) + "\n")
+    delivered = dt.datetime(2300, 1, 1, tzinfo=UTC)
+    os.utime(folder / "a.jsonl", (delivered.timestamp(), delivered.timestamp()))
+    _extract(url, tmp_path / "staging", monkeypatch)
+    rows = pq.read_table(tmp_path / "staging" / schemas.EXTRACT_READINGS).to_pylist()
+    assert [r["ingested_at"] for r in rows if r["source"] == "zeta"] == [delivered]
+
+
 def test_vendor_inbox_can_live_elsewhere(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'app.db'}"
     sample.write_source(url, _source_table())

@@ -135,6 +135,12 @@ class Staging:
         info = self._info(rel)
         if info.type == pafs.FileType.NotFound:
             raise InputError(f"missing staging input {self.uri(rel)}")
+        if self.is_local:  # Arrow's local mtime is in nanoseconds and wraps after 2262 (to 1715)
+            seconds = os.stat(self.path(rel)).st_mtime
+            try:
+                return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+            except (OverflowError, ValueError, OSError):
+                raise InputError(f"{self.uri(rel)} has a modification time beyond the year 9999") from None
         mtime = info.mtime or dt.datetime.now(dt.timezone.utc)
         return (mtime if mtime.tzinfo else mtime.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
 
@@ -148,14 +154,27 @@ class Staging:
         prefix = self.root + "/" if self.root != "/" else "/"
         found = []
         for info in infos:
-            if info.type != pafs.FileType.File:
-                continue
             name = info.path[len(prefix):] if info.path.startswith(prefix) else info.path
             if any(part.startswith(".") for part in name.split("/")):
                 continue  # work directories and hidden files are never inputs
-            if not suffixes or name.endswith(suffixes):
+            if info.type == pafs.FileType.Unknown:  # skipping it would drop a delivery without a word
+                raise InputError(f"staging {self.uri(name)} is not a regular file (a FIFO, socket or device)")
+            if info.type == pafs.FileType.File and (not suffixes or name.endswith(suffixes)):
                 found.append(name)
+        if self.is_local:
+            self._refuse_broken_links(base)
         return sorted(found)
+
+    def _refuse_broken_links(self, base: str) -> None:
+        """Arrow's listing leaves out a symbolic link whose target is gone: a vendor file delivered
+        as a link to a volume that is not mounted would be skipped, and the day loaded without it."""
+        for folder, dirs, files in os.walk(base):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in files:  # os.walk lists a broken link with the files
+                path = os.path.join(folder, name)
+                if not name.startswith(".") and os.path.islink(path) and not os.path.exists(path):
+                    raise InputError(f"staging {self.uri(os.path.relpath(path, self.root))} is a symbolic link "
+                                     "to a file that does not exist")
 
     def list_dirs(self, rel: str = "") -> list[str]:
         """Names of the immediate subdirectories of ``rel``."""
