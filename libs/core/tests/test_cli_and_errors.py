@@ -65,6 +65,9 @@ def test_usage_errors_are_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     result = invoke("run", "--date", "01/05/2026", "--staging-path", str(tmp_path))
     assert result.exit_code == 2 and "invalid --date '01/05/2026'" in result.stderr
+    # an empty one (--staging-path "$UNSET") is a usage error too, not a crash on a missing staging area
+    result = invoke("run", "--date", "2026-01-05", "--staging-path", "")
+    assert result.exit_code == 2 and result.stderr.strip() == "biometrics-demo: error: the staging path is empty"
 
 
 def test_redact_masks_url_passwords_and_secret_variables(monkeypatch):

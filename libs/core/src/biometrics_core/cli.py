@@ -147,7 +147,7 @@ def stage_command(group: click.Group, name: str, help: str, *, dated: bool = Tru
             try:
                 day = parse_day(date) if date is not None else None
                 manifest.date = day.isoformat() if day else None
-                staging = Staging(staging_path) if staging_path else None
+                staging = Staging(staging_path) if staging_path is not None else None  # '' is an error, not 'none'
                 run = StageRun(stage, name, day, staging, manifest, started)
                 log.info("%s %s: date=%s staging=%s", prog, name, manifest.date, staging.uri() if staging else "-")
                 manifest = fn(run, **options) or manifest
