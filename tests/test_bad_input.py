@@ -180,7 +180,6 @@ def test_a_vendor_folder_with_the_database_source_name(tmp_path, sqlite_source):
 @pytest.mark.parametrize("column,value,expected", [
     ("value", "'abc'", "column value: Could not convert 'abc'"),
     ("user_id", "'bob'", "column user_id"),
-    ("ingested_at", "NULL", "column ingested_at"),
     ("created_at", "'2026-01-05 10:00:00 garbage'", "Invalid isoformat string"),
 ])
 def test_a_sqlite_source_that_breaks_its_types(column, value, expected, tmp_path):

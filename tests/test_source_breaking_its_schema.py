@@ -21,14 +21,16 @@ def test_records_without_keys_become_dead_letters(tmp_path):
     with sqlite3.connect(source) as conn:
         conn.execute("UPDATE raw_biometric_data SET user_id = NULL WHERE reading_id = 1")
         conn.execute("UPDATE raw_biometric_data SET device_id = NULL WHERE reading_id = 2")
+        # a NULL time: the extract had failed on it (exit 2), where PostgreSQL's gave a dead letter
+        conn.execute("UPDATE raw_biometric_data SET ingested_at = NULL WHERE reading_id = 3")
     conn.close()
     warehouse = f"sqlite:///{tmp_path / 'wh.db'}"
     manifests = run_daily_job(DAY, str(tmp_path / "staging"),
                               {"BIOMETRICS_DB_URL": url, "BIOMETRICS_WAREHOUSE_URL": warehouse})
-    assert manifests["transform"]["rows_rejected"]["missing_key"] == 2
+    assert manifests["transform"]["rows_rejected"]["missing_key"] == 3
     records = source_records(url, DAY, {})
     reference = assert_warehouse_matches(warehouse, DAY, records)
-    assert reference.reject_counts()["missing_key"] == 2
+    assert reference.reject_counts()["missing_key"] == 3
 
 
 def test_sqlite_times_without_fraction_are_on_their_day(tmp_path):

@@ -122,8 +122,9 @@ def _read_generic(engine: Engine, day: dt.date, batch_size: int) -> Iterator[pa.
             for name, values in zip(SOURCE_COLUMNS, columns):
                 try:
                     if name in ("created_at", "ingested_at"):
-                        values = [v.astimezone(dt.timezone.utc).replace(tzinfo=None) if v.tzinfo else v
-                                  for v in values]
+                        # a NULL time stays NULL: the transform makes it a missing_key dead letter
+                        values = [v.astimezone(dt.timezone.utc).replace(tzinfo=None) if v is not None and v.tzinfo
+                                  else v for v in values]
                     arrays.append(pa.array(values, type=_NAIVE.field(name).type))
                 except (AttributeError, TypeError, ValueError, pa.ArrowException) as exc:
                     raise _breaks_schema(f"column {name}: {exc}") from None
