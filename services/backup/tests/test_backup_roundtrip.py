@@ -133,6 +133,9 @@ def test_non_empty_target_needs_force(warehouse, tools):
                               warehouse.url, "--force")
     assert forced.exit_code == 0, forced.stderr
     assert tools.content(warehouse.url) == before
+    # the tables it set aside are dropped, not the target's extra tables
+    assert "extra_tables" not in json.loads(forced.stdout.strip().splitlines()[-1])["details"]
+    assert "tables the backup does not" not in forced.stderr
     if warehouse.password:
         assert warehouse.password not in refused.stderr + forced.stdout + forced.stderr
 
@@ -258,6 +261,11 @@ def test_a_backup_filed_under_another_day_is_refused(warehouse, targets, tools):
     shutil.copytree(_location(warehouse, tools), warehouse.staging / "backups" / other.isoformat())
     target = targets.empty()
     out = warehouse.backup("restore", "--date", other.isoformat(), "--staging-path", str(warehouse.staging),
+                           env={"BIOMETRICS_RESTORE_TARGET_URL": target})
+    assert out.exit_code == 2 and f"is the backup of {tools.DAY}, not of {other}" in out.error_line, out.stderr
+    assert tools.content(target) == {}
+    # named with --from, the backup is still checked against --date
+    out = warehouse.backup("restore", "--date", other.isoformat(), "--from", str(_location(warehouse, tools)),
                            env={"BIOMETRICS_RESTORE_TARGET_URL": target})
     assert out.exit_code == 2 and f"is the backup of {tools.DAY}, not of {other}" in out.error_line, out.stderr
     assert tools.content(target) == {}

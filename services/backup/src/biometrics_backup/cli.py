@@ -41,7 +41,8 @@ def create(run: StageRun):
               help="Target database (SQLAlchemy URL); default $BIOMETRICS_RESTORE_TARGET_URL (preferred).")
 @click.option("--force", is_flag=True, help=(
     "Restore into a non-empty target, replacing the tables the backup holds. SQLite: the whole file, in one "
-    "step. PostgreSQL: the backup's tables are dropped (with what depends on them) before the restore."))
+    "step. PostgreSQL: the target's tables are moved into the schema biometrics_restore_previous first, dropped "
+    "once the restored tables are verified, and moved back if the restore or its verification fails."))
 def restore(run: StageRun, source: str | None, target_url: str | None, force: bool):
     return backup.restore(run, source, target_url, force)
 
