@@ -119,6 +119,9 @@ def test_a_staging_path_of_another_day(tmp_path, sqlite_source):
     for stage, other in (("transform", "2026-01-06"), ("load", "2026-01-07"), ("validate", "2026-01-08")):
         result = run_stage(stage, "readings", "--date", other, "--staging-path", staging, env=env, check=False)
         _one_line_error(result, "extract-readings.json is for 2026-01-05, not " + other, "another day's run")
+    # the first stage too: it would replace the day's staged run (and miss the vendors' files of its inbox)
+    result = run_stage("extract", "readings", "--date", "2026-01-09", "--staging-path", staging, env=env, check=False)
+    _one_line_error(result, "-readings.json is for 2026-01-05, not 2026-01-09", "give each day its own staging path")
     assert sorted(p.relative_to(staging) for p in (tmp_path / "staging").rglob("*")) == written
     assert not (tmp_path / "wh.db").exists()
 

@@ -87,3 +87,15 @@ def required_upstream_manifest(staging: "Staging", stage: str, day: dt.date, why
         raise InputError(f"missing {staging.uri(manifest_path(stage, 'readings'))}: run biometrics-{stage} "
                          f"readings for {day} first ({why})")
     return payload
+
+
+def refuse_another_days_staging(staging: "Staging", day: dt.date) -> None:
+    """InputError if any manifest in ``staging`` is another day's: the first stage of a day would
+    otherwise replace that day's staged run with this one's (and read the vendors' inbox below it),
+    and every later stage, finding this day's manifests, would take it for a good run."""
+    for rel in staging.list_files("manifests", (".json",)):
+        payload = staging.read_json(rel)
+        date = payload.get("date") if isinstance(payload, dict) else None
+        if date is not None and date != day.isoformat():
+            raise InputError(f"{staging.uri(rel)} is for {date}, not {day}: the staging path holds another "
+                             "day's run; give each day its own staging path")

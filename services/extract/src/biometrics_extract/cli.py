@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 from biometrics_core import db, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
 from biometrics_core.errors import ConfigError
+from biometrics_core.manifest import refuse_another_days_staging
 from biometrics_core.schemas import DATABASE_SOURCE, EXTRACT_READINGS
 from biometrics_core.staging import Staging
 
@@ -37,6 +38,7 @@ def _inbox(run: StageRun) -> Staging:
 @stage_command(main, "readings", help="Stage the day's readings: application database plus vendor files.")
 def readings(run: StageRun):
     batch_size = settings.batch_size()
+    refuse_another_days_staging(run.staging, run.day)
     engine = db.connect(settings.source_url(), "BIOMETRICS_DB_URL", "application database")
     # vendor files are validated before anything is written: a malformed one stops the run cleanly
     vendor_files = vendor.read_inbox(_inbox(run), run.day)
