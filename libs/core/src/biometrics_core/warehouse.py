@@ -13,6 +13,14 @@ TABLES = (READINGS_TABLE, DAILY_METRICS_TABLE, DEAD_LETTERS_TABLE, RUNS_TABLE)
 
 DEAD_LETTER_STATUSES = ("pending", "replayed", "discarded")
 
+# PostgreSQL: the advisory lock of one day's data. A load holds it exclusively for its transaction,
+# validate shared while it reads the day (``pg_advisory_*lock*(DAY_LOCK)`` with ``day_lock(day)``).
+DAY_LOCK = "hashtext('biometrics_load'), :day_lock"
+
+
+def day_lock(day: dt.date) -> dict:
+    return {"day_lock": day.toordinal()}
+
 
 def partition_name(day: dt.date) -> str:
     """The PostgreSQL partition of ``biometric_readings`` holding one day."""

@@ -95,7 +95,7 @@ def _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_
     with engine.begin() as conn:  # the day's transaction: readers see nothing of the load before its commit
         _timed(conn, "SET LOCAL lock_timeout = '5min'")
         # one load of a day at a time: a second one waits here, then replaces the first one's day
-        _timed(conn, "SELECT pg_advisory_xact_lock(hashtext('biometrics_load'), :n)", {"n": day.toordinal()})
+        _timed(conn, f"SELECT pg_advisory_xact_lock({warehouse.DAY_LOCK})", warehouse.day_lock(day))
         # the index builds' sort memory, tried here first: a value the server refuses stops the load
         # before the day's COPY, not after it
         db.set_local_memory(conn, "maintenance_work_mem", maintenance_work_mem, "BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM")

@@ -46,7 +46,7 @@ def readings(run: StageRun):
         with ThreadPoolExecutor(max_workers=1) as pool:
             counting = pool.submit(_count_database_rows, source_engine, run)
             day.require_schema(engine)
-            with day.snapshot(engine) as conn:
+            with day.snapshot(engine, run.day) as conn:
                 if db.is_postgres(engine):
                     db.set_local_memory(conn, "work_mem", settings.get("BIOMETRICS_VALIDATE_WORK_MEM"),
                                         "BIOMETRICS_VALIDATE_WORK_MEM")

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from biometrics_core import db
 from biometrics_core.errors import ConfigError
-from biometrics_core.warehouse import DEAD_LETTERS_TABLE, READINGS_TABLE, RUNS_TABLE, TABLES
+from biometrics_core.warehouse import DAY_LOCK, DEAD_LETTERS_TABLE, READINGS_TABLE, RUNS_TABLE, TABLES, day_lock
 
 # the stages whose dead letters account for source rows (load replaces exactly these per day)
 PIPELINE_STAGES = ("extract", "transform")
@@ -46,18 +46,40 @@ def require_schema(engine: Engine) -> None:
 
 
 @contextlib.contextmanager
-def snapshot(engine: Engine) -> Iterator[sa.Connection]:
+def snapshot(engine: Engine, day: dt.date) -> Iterator[sa.Connection]:
     """One read-only transaction: every check sees the same committed day, even when a load of
-    that day commits meanwhile."""
+    that day commits meanwhile.
+
+    On PostgreSQL a snapshot alone is not enough: the load writes the day's readings frozen (``COPY
+    … FREEZE``), and frozen rows are visible to every snapshot once their table is attached, so a
+    snapshot taken before a reload's commit saw its new readings beside the old daily metrics and
+    dead letters (a false alarm). The day's lock, taken shared before the snapshot, waits for a load
+    of the day in progress and holds off the next one until validate is done."""
     with engine.connect() as conn:
-        if db.is_postgres(engine):
+        postgres = db.is_postgres(engine)
+        if postgres:
             conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        with conn.begin():
-            if engine.dialect.name == "sqlite":
-                # Python's sqlite3 opens no transaction for reads: each SELECT would see its own
-                # snapshot. An explicit BEGIN holds one read snapshot (WAL) until the commit.
-                conn.exec_driver_sql("BEGIN")
-            yield conn
+            # a session lock, in a transaction of its own: the snapshot is taken after it is granted
+            conn.execute(sa.text(f"SELECT pg_advisory_lock_shared({DAY_LOCK})"), day_lock(day))
+            conn.commit()
+        try:
+            with conn.begin():
+                if engine.dialect.name == "sqlite":
+                    # Python's sqlite3 opens no transaction for reads: each SELECT would see its own
+                    # snapshot. An explicit BEGIN holds one read snapshot (WAL) until the commit.
+                    conn.exec_driver_sql("BEGIN")
+                yield conn
+        finally:
+            if postgres:
+                _unlock_day(conn, day)
+
+
+def _unlock_day(conn: sa.Connection, day: dt.date) -> None:
+    try:
+        conn.execute(sa.text(f"SELECT pg_advisory_unlock_shared({DAY_LOCK})"), day_lock(day))
+        conn.commit()
+    except sa.exc.SQLAlchemyError:
+        conn.invalidate()  # closing the server session releases its locks; the pool must not keep it
 
 
 @dataclass
