@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 DATED = ("biometric_readings", "daily_metrics", "etl_dead_letters", "etl_runs")
 
 
@@ -118,3 +120,21 @@ def test_staging_that_cannot_be_read_stops_the_purge_before_the_warehouse(sqlite
                                   "--staging-path", str(unreadable))
     assert out.exit_code == 2 and "cannot list staging" in out.error_line, out.stderr
     assert tools.content(sqlite_warehouse.url) == before
+
+
+@pytest.mark.parametrize("where", ["folder", "bucket"])
+def test_a_staging_path_that_does_not_exist_stops_the_purge_before_the_warehouse(sqlite_warehouse, tools, tmp_path,
+                                                                                 where, request):
+    """A mistyped folder or bucket: the warehouse was purged and every old backup kept, exit 0."""
+    before = tools.content(sqlite_warehouse.url)
+    env = {}
+    if where == "folder":
+        staging = str(tmp_path / "mistyped")
+    else:
+        env = request.getfixturevalue("s3_env").env()
+        staging = "s3://no-such-staging-bucket/pipeline"
+    out = sqlite_warehouse.backup("purge", "--date", tools.DAY.isoformat(), "--retention-days", "1",
+                                  "--staging-path", staging, env=env)
+    assert out.exit_code == 2 and f"the {where} does not exist; nothing was purged" in out.error_line, out.stderr
+    assert tools.content(sqlite_warehouse.url) == before
+    assert not (tmp_path / "mistyped").exists()

@@ -209,14 +209,14 @@ def test_writes_during_the_dump_are_in_neither_the_dump_nor_the_manifest(pg_ware
     before = tools.content(pg_warehouse.url)
     real_sums = checksums.postgres_table_sums
 
-    def write_then_sum(conn):
+    def write_then_sum(conn, only=None):
         engine = sa.create_engine(pg_warehouse.url)
         with engine.begin() as other:
             other.execute(sa.text(
                 "INSERT INTO etl_dead_letters (date, stage, source, record, reason, created_at) "
                 "VALUES (:d, 'test', 'concurrent', '{}', 'written during the dump', now())"), {"d": tools.DAY})
         engine.dispose()
-        return real_sums(conn)
+        return real_sums(conn, only)
 
     monkeypatch.setattr(checksums, "postgres_table_sums", write_then_sum)
     run = _create(pg_warehouse, tools)
@@ -269,3 +269,69 @@ def test_a_backup_filed_under_another_day_is_refused(warehouse, targets, tools):
                            env={"BIOMETRICS_RESTORE_TARGET_URL": target})
     assert out.exit_code == 2 and f"is the backup of {tools.DAY}, not of {other}" in out.error_line, out.stderr
     assert tools.content(target) == {}
+
+
+def _tampered_checksum(warehouse, tools):
+    location = _location(warehouse, tools)
+    manifest = json.loads((location / "manifest.json").read_text())
+    manifest["tables"]["daily_metrics"]["checksum"] = "12345"
+    (location / "manifest.json").write_text(json.dumps(manifest))
+    return location
+
+
+def _sql(url: str, *statements: str) -> None:
+    import sqlalchemy as sa
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    engine.dispose()
+
+
+def test_a_backup_that_differs_from_its_manifest_leaves_any_target_as_it_was(warehouse, targets, tools):
+    """SQLite compares the dump's tables before the dump replaces the target (a forced restore had
+    lost the target's own tables); an empty PostgreSQL target has the restored tables dropped again
+    (they had stayed, unverified, after exit 1, and a second try was refused as 'not empty')."""
+    _create(warehouse, tools)
+    location = _tampered_checksum(warehouse, tools)
+    empty = targets.empty()
+    out = warehouse.backup("restore", "--from", str(location), env={"BIOMETRICS_RESTORE_TARGET_URL": empty})
+    assert out.exit_code == 1 and "daily_metrics: content checksum differs" in out.error_line, out.stderr
+    assert tools.content(empty) == {}
+    occupied = targets.empty()
+    _sql(occupied, "CREATE TABLE precious (a integer)", "INSERT INTO precious VALUES (1)")
+    before = tools.content(occupied)
+    out = warehouse.backup("restore", "--from", str(location), "--force",
+                           env={"BIOMETRICS_RESTORE_TARGET_URL": occupied})
+    assert out.exit_code == 1 and "daily_metrics: content checksum differs" in out.error_line, out.stderr
+    assert tools.content(occupied) == before
+
+
+def test_a_forced_restore_into_a_target_without_the_backups_tables(pg_warehouse, pg_targets, tools):
+    """Nothing to set aside: no empty aside schema is left behind, which the next forced restore had
+    taken for an interrupted one (exit 2 from then on)."""
+    before = tools.content(pg_warehouse.url)
+    _create(pg_warehouse, tools)
+    target = pg_targets.empty()
+    _sql(target, "CREATE TABLE notes (a integer)")
+    for _ in range(2):
+        out = _restore(pg_warehouse, tools, target, "--force")
+        assert out.exit_code == 0, out.stderr
+        assert out.manifest["details"]["extra_tables"] == ["notes"]
+        assert tools.scalar(target, "SELECT count(*) FROM pg_namespace WHERE nspname = :s",
+                            s=dump_postgres.ASIDE_SCHEMA) == 0
+    assert {t: v for t, v in tools.content(target).items() if t != "notes"} == before
+
+
+def test_a_backup_of_a_database_without_the_warehouse_tables_is_refused(warehouse, targets, tools):
+    """A mistyped URL or an unmigrated warehouse: the day's good backup is kept, not replaced by an empty one."""
+    _create(warehouse, tools)
+    location = _location(warehouse, tools)
+    kept = {p.name: p.read_bytes() for p in location.iterdir()}
+    empty = targets.empty()
+    if warehouse.dialect == "sqlite":  # an existing file (one that does not exist is refused already)
+        _sql(empty, "SELECT 1")
+    out = warehouse.backup("create", "--date", tools.DAY.isoformat(), "--staging-path", str(warehouse.staging),
+                           env={"BIOMETRICS_WAREHOUSE_URL": empty})
+    assert out.exit_code == 2 and "has no table" in out.error_line and "biometrics-load migrate" in out.error_line
+    assert {p.name: p.read_bytes() for p in location.iterdir()} == kept

@@ -71,6 +71,17 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cursor.close()
 
 
+def require_warehouse_tables(engine: Engine, then: str) -> None:
+    """ConfigError unless the warehouse has every table of the schema (``then``: what to do after
+    migrating). An empty database is no warehouse: a stage working on it would report nothing to do."""
+    from .warehouse import TABLES
+    present = set(sa.inspect(engine).get_table_names())
+    missing = [t for t in TABLES if t not in present]
+    if missing:
+        raise ConfigError(f"the warehouse ({safe_url(engine.url)}) has no table {', '.join(missing)}: "
+                          f"run biometrics-load migrate, then {then}")
+
+
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 

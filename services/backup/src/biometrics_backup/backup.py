@@ -15,7 +15,6 @@ from biometrics_core.errors import ConfigError, EtlError, InputError, StageFaile
 from biometrics_core.manifest import RunManifest, upstream_manifest
 from biometrics_core.staging import scratch_dir as staging_scratch_dir
 from biometrics_core.staging import Staging
-from biometrics_core.warehouse import RUNS_TABLE
 
 from . import checksums, dump_postgres, dump_sqlite, layout
 
@@ -38,6 +37,9 @@ def create(run: StageRun) -> RunManifest:
         dialect = "postgresql" if db.is_postgres(engine) else engine.dialect.name
         if dialect not in layout.DUMP_FILES:
             raise ConfigError(f"cannot back up a {dialect} warehouse: PostgreSQL and SQLite are supported")
+        # a database without the warehouse's tables (a mistyped URL, an unmigrated warehouse) would
+        # replace the day's backup with an empty one
+        db.require_warehouse_tables(engine, "load a day before backing it up")
         with run.staging.workdir() as work:
             out = work / "backup"
             out.mkdir()
@@ -64,11 +66,7 @@ def create(run: StageRun) -> RunManifest:
         run.manifest.details = {"location": location, "dialect": dialect, "bytes": size,
                                 "sha256": manifest["files"][dump_path.name]["sha256"],
                                 "tables": {name: t["rows"] for name, t in tables.items()}}
-        # after the dump: this run's own row is not part of the backup it describes
-        if sa.inspect(engine).has_table(RUNS_TABLE):
-            runlog.record_run(engine, run.finish())
-        else:
-            log.warning("the warehouse has no %s table (not migrated?): run not recorded", RUNS_TABLE)
+        runlog.record_run(engine, run.finish())  # after the dump: its own row is not part of the backup
     finally:
         engine.dispose()
     return run.manifest
@@ -138,29 +136,9 @@ def restore(run: StageRun, source: str | None, target_url: str | None, force: bo
             dump_path = paths[manifest["dump"]]
             log.info("restoring %s into %s", where.uri(), db.safe_url(target_url))
             if dialect == "postgresql":
-                moved = [] if empty else dump_postgres.set_aside(engine, list(manifest["tables"]))
-                try:
-                    dump_postgres.restore(target_url, dump_path, work)
-                    actual = dump_postgres.table_sums(engine)
-                    problems = checksums.compare(manifest["tables"], actual) if moved else []
-                    if problems:  # (into an empty target the check below reports it with the details)
-                        raise StageFailed(f"the restored database differs from the backup: {'; '.join(problems)}")
-                except BaseException as exc:
-                    if not moved:
-                        raise
-                    # --force must not cost the target its tables when the restore fails
-                    dump_postgres.put_back(engine, moved)
-                    if isinstance(exc, EtlError):
-                        raise type(exc)(f"the target's tables were put back as they were: {exc}") from None
-                    raise
-                if moved:
-                    dump_postgres.discard_aside(engine)
-                    # the set-aside tables were in the verified snapshot, and are gone now
-                    aside = f"{dump_postgres.ASIDE_SCHEMA}."
-                    actual = {name: sums for name, sums in actual.items() if not name.startswith(aside)}
+                actual, others = _restore_postgres(engine, target_url, dump_path, work, manifest["tables"], empty)
             else:
-                dump_sqlite.restore(dump_path, target_path)
-                actual = dump_sqlite.table_sums(target_path)
+                actual, others = _restore_sqlite(dump_path, target_path, manifest["tables"])
     finally:
         if engine is not None:
             engine.dispose()
@@ -170,14 +148,53 @@ def restore(run: StageRun, source: str | None, target_url: str | None, force: bo
     run.manifest.outputs = [db.safe_url(target_url)]
     run.manifest.details = {"from": where.uri(), "backup_date": manifest.get("date"), "dialect": dialect,
                             "tables": {name: t["rows"] for name, t in expected.items()}}
-    extra = sorted(set(actual) - set(expected))
-    if extra:
-        log.warning("the target has tables the backup does not: %s", ", ".join(extra))
-        run.manifest.details["extra_tables"] = extra
-    problems = checksums.compare(expected, actual)
-    if problems:
-        run.manifest.details["problems"] = problems
-        raise StageFailed(f"the restored database differs from the backup: {'; '.join(problems)}")
+    if others:
+        log.warning("the target has tables the backup does not: %s", ", ".join(others))
+        run.manifest.details["extra_tables"] = others
     run.manifest.rows_out = rows
     log.info("restored and verified %d tables (%d rows)", len(expected), rows)
     return run.manifest
+
+
+def _differs(problems: list[str], what: str) -> StageFailed:
+    return StageFailed(f"{what} differs from the backup's manifest: {'; '.join(problems)}")
+
+
+def _restore_postgres(engine: sa.Engine, url: str, dump_path: Path, work: Path, expected: dict[str, dict],
+                      empty: bool) -> tuple[dict[str, dict], list[str]]:
+    """pg_restore, then the restored tables compared with the manifest. Whatever fails, the target is
+    left as it was: what was restored is dropped and, with --force, the target's tables set aside
+    return (pg_restore commits before its tables can be verified)."""
+    tables = list(expected)
+    moved = [] if empty else dump_postgres.set_aside(engine, tables)
+    try:
+        dump_postgres.restore(url, dump_path, work)
+        actual, others = dump_postgres.table_sums(engine, tables)
+        problems = checksums.compare(expected, actual)
+        if problems:
+            raise _differs(problems, "the restored database")
+    except BaseException as exc:
+        dump_postgres.undo_restore(engine, tables, moved)
+        undone = "the target's tables were put back as they were" if moved else "the restore was undone"
+        if isinstance(exc, EtlError):
+            raise type(exc)(f"{undone}: {exc}") from None
+        if isinstance(exc, sa.exc.SQLAlchemyError):
+            raise StageFailed(f"{undone}: database error: {getattr(exc, 'orig', None) or exc}") from None
+        raise
+    if moved:
+        dump_postgres.discard_aside(engine)
+    return actual, others
+
+
+def _restore_sqlite(dump_path: Path, target: Path, expected: dict[str, dict]) -> tuple[dict[str, dict], list[str]]:
+    """The dump is a database file: its tables are compared with the manifest before it replaces the
+    target (in one step), so a manifest that does not match costs the target nothing."""
+    problems = checksums.compare(expected, dump_sqlite.table_sums(dump_path))
+    if problems:
+        raise _differs(problems, "the backup's database (nothing was restored)")
+    dump_sqlite.restore(dump_path, target)
+    actual = dump_sqlite.table_sums(target)
+    problems = checksums.compare(expected, actual)
+    if problems:
+        raise _differs(problems, "the restored database")
+    return actual, sorted(set(actual) - set(expected))

@@ -73,12 +73,15 @@ def postgres_tables(conn: sa.Connection) -> list[tuple[str, str]]:
     return [(_table_key(schema, name), qualified) for schema, name, qualified in conn.execute(sa.text(_PG_TABLES))]
 
 
-def postgres_table_sums(conn: sa.Connection) -> dict[str, dict]:
-    """{table: {"rows", "checksum"}} inside the connection's current transaction (and snapshot)."""
+def postgres_table_sums(conn: sa.Connection, only: set[str] | None = None) -> dict[str, dict]:
+    """{table: {"rows", "checksum"}} inside the connection's current transaction (and snapshot), of
+    every user table or ``only`` those."""
     for statement in _PG_SETTINGS:
         conn.exec_driver_sql(statement)
     sums = {}
     for key, qualified in postgres_tables(conn):
+        if only is not None and key not in only:
+            continue
         rows, total = conn.exec_driver_sql(
             f"SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint), 0) "
             f"FROM {qualified} AS t").one()

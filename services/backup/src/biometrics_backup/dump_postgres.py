@@ -149,6 +149,8 @@ def set_aside(engine: sa.Engine, tables: list[str]) -> list[tuple[str, str]]:
                     conn.exec_driver_sql(f"ALTER TABLE {_qualified(preparer, *table)} "
                                          f"SET SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
                     moved.append(tuple(table))
+        if not moved:  # none of the backup's tables is there: an empty schema would read as an interrupted restore
+            conn.exec_driver_sql(f"DROP SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
     log.info("set %d existing tables of the target aside in schema %s", len(moved), ASIDE_SCHEMA)
     return moved
 
@@ -159,17 +161,22 @@ def discard_aside(engine: sa.Engine) -> None:
     log.info("dropped the target's previous tables (schema %s)", ASIDE_SCHEMA)
 
 
-def put_back(engine: sa.Engine, moved: list[tuple[str, str]]) -> None:
-    """Undo ``set_aside`` after a failed restore: whatever was restored goes, the target's tables return."""
+def undo_restore(engine: sa.Engine, restored: list[str], moved: list[tuple[str, str]]) -> None:
+    """After a failed restore, in one transaction: the backup's tables (``name`` or ``schema.name``)
+    that the restore created go, and the tables ``set_aside`` moved return."""
     preparer = engine.dialect.identifier_preparer
     with engine.begin() as conn:
+        for key in restored:
+            schema, _, name = key.rpartition(".")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_qualified(preparer, schema or 'public', name)} CASCADE")
         for schema, name in moved:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_qualified(preparer, schema, name)} CASCADE")
         for schema, name in moved:
             conn.exec_driver_sql(f"ALTER TABLE {_qualified(preparer, ASIDE_SCHEMA, name)} "
                                  f"SET SCHEMA {preparer.quote_schema(schema)}")
-        conn.exec_driver_sql(f"DROP SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
-    log.info("put the target's %d tables back as they were", len(moved))
+        if moved:
+            conn.exec_driver_sql(f"DROP SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
+    log.info("removed the restored tables%s", f" and put the target's {len(moved)} tables back" if moved else "")
 
 
 def restore(url: str, dump_path: Path, scratch: Path) -> None:
@@ -191,10 +198,14 @@ def restore(url: str, dump_path: Path, scratch: Path) -> None:
         raise _failure("pg_restore", returncode, log_path, url)
 
 
-def table_sums(engine: sa.Engine) -> dict[str, dict]:
-    """Table checksums of a (restored) database, from one consistent snapshot."""
+def table_sums(engine: sa.Engine, tables: list[str]) -> tuple[dict[str, dict], list[str]]:
+    """Checksums of the given tables of a (restored) database, from one consistent snapshot, and the
+    names of its other tables (not read: the restoring user need not be allowed to)."""
     with engine.connect().execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) as conn:
         try:
-            return checksums.postgres_table_sums(conn)
+            sums = checksums.postgres_table_sums(conn, only=set(tables))
+            others = [key for key, _ in checksums.postgres_tables(conn)
+                      if key not in sums and not key.startswith(f"{ASIDE_SCHEMA}.")]
+            return sums, others
         finally:
             conn.rollback()

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from biometrics_core import db
 from biometrics_core.errors import ConfigError
 from biometrics_core.staging import Staging
-from biometrics_core.warehouse import DAILY_METRICS_TABLE, DEAD_LETTERS_TABLE, READINGS_TABLE, RUNS_TABLE, TABLES
+from biometrics_core.warehouse import DAILY_METRICS_TABLE, DEAD_LETTERS_TABLE, READINGS_TABLE, RUNS_TABLE
 
 from . import layout
 
@@ -30,13 +30,6 @@ log = logging.getLogger(__name__)
 
 _RANGE = re.compile(r"^FOR VALUES FROM \('(\d{4}-\d{2}-\d{2})'\) TO \('(\d{4}-\d{2}-\d{2})'\)$")
 _LOCK_TIMEOUT = "60s"  # detaching waits for readers of the table; give up (exit 1) rather than queue forever
-
-
-def _check_schema(engine: sa.Engine) -> None:
-    present = set(sa.inspect(engine).get_table_names())
-    missing = [t for t in TABLES if t not in present]
-    if missing:
-        raise ConfigError(f"the warehouse has no {', '.join(missing)} table: run `biometrics-load migrate` first")
 
 
 def _old_partitions(conn: sa.Connection, cutoff: dt.date) -> list[str]:
@@ -92,7 +85,7 @@ def _delete_rows(engine: sa.Engine, cutoff: dt.date) -> dict[str, int]:
 
 
 def purge_warehouse(engine: sa.Engine, cutoff: dt.date) -> dict:
-    _check_schema(engine)
+    db.require_warehouse_tables(engine, "purge again")
     dropped = _drop_partitions(engine, cutoff) if db.is_postgres(engine) else []
     deleted = _delete_rows(engine, cutoff)
     for table, count in deleted.items():
@@ -103,7 +96,11 @@ def purge_warehouse(engine: sa.Engine, cutoff: dt.date) -> dict:
 
 def staging_to_purge(staging: Staging, cutoff: dt.date) -> list[str]:
     """The dated folders older than the cutoff. Listed before the warehouse is touched: staging that
-    cannot be read (wrong credentials, say) stops the purge before anything is deleted."""
+    cannot be read (wrong credentials, say) or is not there (a mistyped folder or bucket, which would
+    leave every old backup in place) stops the purge before anything is deleted."""
+    if not staging.container_exists():
+        kind = "folder" if staging.is_local else "bucket"
+        raise ConfigError(f"the staging path {staging.uri()}: the {kind} does not exist; nothing was purged")
     candidates = [f"{layout.BACKUPS_DIR}/{name}" for name in staging.list_dirs(layout.BACKUPS_DIR)]
     candidates += staging.list_dirs("")
     return [rel for rel in candidates

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from biometrics_core import db
 from biometrics_core.errors import ConfigError
-from biometrics_core.warehouse import DAY_LOCK, DEAD_LETTERS_TABLE, READINGS_TABLE, RUNS_TABLE, TABLES, day_lock
+from biometrics_core.warehouse import DAY_LOCK, DEAD_LETTERS_TABLE, READINGS_TABLE, RUNS_TABLE, day_lock
 
 # the stages whose dead letters account for source rows (load replaces exactly these per day)
 PIPELINE_STAGES = ("extract", "transform")
@@ -38,11 +38,7 @@ def require_schema(engine: Engine) -> None:
     if engine.dialect.name == "sqlite" and engine.dialect.dbapi.sqlite_version_info < (3, 39):
         raise ConfigError(f"SQLite {engine.dialect.dbapi.sqlite_version} is too old for validate: "
                           "it needs 3.39 or later (FULL OUTER JOIN)")
-    inspector = sa.inspect(engine)
-    missing = [t for t in TABLES if not inspector.has_table(t)]
-    if missing:
-        raise ConfigError(f"the warehouse ({db.safe_url(engine.url)}) has no table {', '.join(missing)}: "
-                          "run biometrics-load migrate, then load the day")
+    db.require_warehouse_tables(engine, "load the day")
 
 
 @contextlib.contextmanager
