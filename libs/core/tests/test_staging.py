@@ -80,3 +80,33 @@ def test_a_file_url_is_percent_decoded(tmp_path):
 def test_bad_staging_urls(url):
     with pytest.raises(ConfigError):
         Staging(url)
+
+
+def test_two_runs_publishing_one_output_at_once_leave_one_of_them_whole(tmp_path):
+    """Each run's output ends up whole or replaced, never inside the other's (a move into the folder
+    the other run had just published nested it there: both exit 0, the next stage saw double)."""
+    import threading
+    staging = Staging(f"file://{tmp_path / 'stage'}")
+    for _ in range(100):
+        ready, errors = threading.Barrier(2), []
+
+        def run(tag):
+            with staging.workdir() as work:
+                out = work / "readings"
+                out.mkdir()
+                (out / f"part-{tag}.parquet").write_text(tag)
+                ready.wait()
+                try:
+                    staging.publish(out, "extract/readings")
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(tag,)) for tag in "AB"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert staging.list_files("extract/readings") in (["extract/readings/part-A.parquet"],
+                                                          ["extract/readings/part-B.parquet"])
+    assert sorted(p.name for p in (tmp_path / "stage" / "extract").iterdir()) == ["readings"]

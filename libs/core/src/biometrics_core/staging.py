@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -268,15 +269,7 @@ class Staging:
         local_dir = Path(local_dir)
         try:
             if self.is_local:
-                target = Path(self.path(rel))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                old = None
-                if target.exists():
-                    old = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
-                    target.rename(old)
-                shutil.move(str(local_dir), str(target))
-                if old is not None:
-                    shutil.rmtree(old, ignore_errors=True)
+                self._publish_local(local_dir, Path(self.path(rel)))
             else:
                 if self.exists(rel):
                     self.fs.delete_dir(self.path(rel))
@@ -284,3 +277,30 @@ class Staging:
                                 destination_filesystem=self.fs)
         except OSError as exc:
             raise ConfigError(f"cannot publish {self.uri(rel)}: {one_line(redact(str(exc)))}") from None
+
+    @staticmethod
+    def _publish_local(local_dir: Path, target: Path) -> None:
+        """Renames only, so two runs publishing the same output at once leave one of them whole: the
+        new folder is renamed onto the target, which fails while a target is there, so each
+        attempt first moves the target (another run's, maybe) aside. (A move into an existing folder
+        had nested one run's output inside the other's.)"""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        incoming = target.with_name(f".new-{target.name}-{uuid.uuid4().hex[:8]}")
+        shutil.move(str(local_dir), str(incoming))  # a rename: the work directory is on the same disk
+        replaced = []
+        try:
+            for _ in range(100):
+                try:
+                    os.rename(incoming, target)  # replaces an empty folder, refuses a full one
+                    return
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                aside = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
+                with contextlib.suppress(FileNotFoundError):  # another run moved it first
+                    os.rename(target, aside)
+                    replaced.append(aside)
+            raise OSError(f"other runs kept publishing {target.name} at the same time")
+        finally:
+            for folder in (*replaced, incoming):
+                shutil.rmtree(folder, ignore_errors=True)
