@@ -139,6 +139,29 @@ def test_the_letters_of_one_id_keep_their_own_history(urls, tmp_path):
                       "dev-repeat-b": [("conflicting_reading_id", "pending")]}
 
 
+def test_identical_dead_letters_keep_their_own_histories(urls, tmp_path):
+    """A vendor record sent three times: two identical duplicate letters. An operator discarded one;
+    a rerun gave both the first one's status."""
+    folder = tmp_path / "inbox" / "zeta" / str(DAY)
+    folder.mkdir(parents=True)
+    record = json.dumps({"reading_id": 77, "user_id": 1, "device_id": "z1", "metric_type": "spo2", "value": 97,
+                         "unit": "percent", "created_at": "2026-01-05T08:00:00Z", "ingested_at": "2026-01-05T09:00:00Z"})
+    (folder / "readings.jsonl").write_text((record + "\n") * 3)
+    env = _stage_day(DAY, urls, tmp_path)
+    _load(DAY, tmp_path, env)
+    engine = sa.create_engine(urls[1])
+    letters = "FROM etl_dead_letters WHERE date = :d AND source = 'zeta'"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE etl_dead_letters SET status = 'discarded' WHERE id = (SELECT min(id) {letters})"),
+                     {"d": DAY})
+    for _ in range(2):
+        _load(DAY, tmp_path, env)
+        with engine.connect() as conn:
+            statuses = conn.execute(sa.text(f"SELECT reason, status {letters} ORDER BY status"), {"d": DAY}).all()
+        assert statuses == [("duplicate", "discarded"), ("duplicate", "pending")]
+    engine.dispose()
+
+
 def test_a_repeated_dead_letter_gives_a_rerun_its_first_history_once(urls, tmp_path):
     env = _stage_day(DAY, urls, tmp_path)
     loaded = _load(DAY, tmp_path, env)["details"]["dead_letters"]

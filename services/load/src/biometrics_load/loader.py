@@ -277,11 +277,20 @@ def _same_letter(conn: sa.Connection, kept: str, new: str) -> str:
     return " AND ".join(f"{k} = {n}" for k, n in pairs)
 
 
-# The queue has no unique key, so a letter can be in it twice: each new letter takes the history of
-# the first (a join with every copy would multiply the new rows on PostgreSQL)
-_FIRST_KEPT_LETTERS = (
-    f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {', '.join(_letter_key())}, record_key "
-    "ORDER BY created_at) AS nth FROM dead_letters_kept) first_kept WHERE nth = 1")
+# The queue has no unique key, so a letter can be in it more than once (a record sent three times
+# gives two identical duplicate letters, each with its own operator status): the copies of a letter
+# are numbered in the queue and in the new letters alike, and the n-th new copy takes the n-th kept
+# copy's history (the first copy's went to every new one; a join with every copy would multiply
+# the new rows)
+_NUMBERED_KEPT_LETTERS = (
+    f"SELECT *, row_number() OVER (PARTITION BY {', '.join(_letter_key())}, record_key "
+    "ORDER BY created_at, status_changed_at, status) AS nth FROM dead_letters_kept")
+
+
+def _copy_number(conn: sa.Connection, alias: str) -> str:
+    """SQL: which copy of its letter a new row is (1, 2, …), over the rows ``alias`` names."""
+    return (f"row_number() OVER (PARTITION BY {', '.join(_letter_key(alias))}, {_record_key(conn, alias)}"
+            f"{' ORDER BY ' + alias + '.rowid' if conn.dialect.name == 'sqlite' else ''})")
 
 
 def _any_kept_letters(conn: sa.Connection) -> bool:
@@ -313,7 +322,8 @@ def _replace_dead_letters_postgres(conn: sa.Connection, day: dt.date, dead_lette
     _timed(conn, f"""
         INSERT INTO {table} ({columns}, status, status_changed_at)
         SELECT {arriving}, coalesce(k.status, 'pending'), k.status_changed_at
-        FROM dead_letters_arriving a LEFT JOIN ({_FIRST_KEPT_LETTERS}) k ON {_same_letter(conn, "k", "a")}""")
+        FROM (SELECT a.*, {_copy_number(conn, "a")} AS nth FROM dead_letters_arriving a) a
+        LEFT JOIN ({_NUMBERED_KEPT_LETTERS}) k ON {_same_letter(conn, "k", "a")} AND k.nth = a.nth""")
     _timed(conn, "RESET enable_mergejoin")
     _timed(conn, "DROP TABLE dead_letters_arriving, dead_letters_kept")
     return rows
@@ -323,9 +333,12 @@ def _restore_dead_letter_history(conn: sa.Connection, day: dt.date) -> None:
     """SQLite: the day's new dead letters get back the history of their earlier selves."""
     table = warehouse.DEAD_LETTERS_TABLE
     if _any_kept_letters(conn):
-        conn.execute(sa.text(
+        conn.execute(_stages(
             f"UPDATE {table} SET created_at = k.created_at, status = k.status, status_changed_at = k.status_changed_at "
-            f"FROM ({_FIRST_KEPT_LETTERS}) k WHERE {table}.date = :d AND {_same_letter(conn, 'k', table)}"), {"d": day})
+            f"FROM ({_NUMBERED_KEPT_LETTERS}) k, (SELECT n.rowid AS row, {_copy_number(conn, 'n')} AS nth "
+            f"FROM {table} n WHERE n.date = :d AND n.stage IN :stages) new "
+            f"WHERE {table}.rowid = new.row AND {_same_letter(conn, 'k', table)} AND k.nth = new.nth"),
+            {"d": day, "stages": list(PIPELINE_STAGES)})
     conn.execute(sa.text("DROP TABLE dead_letters_kept"))
 
 
