@@ -126,7 +126,8 @@ def staging_location(value: Any, name: str, default: str = "") -> str:
         return default
     parts = urlsplit(text)
     if "?" in text or "#" in text:  # the stages cut a URL's path there
-        raise ValueError(f"Variable {name} {text!r}: a URL's path cannot hold a raw '?' or '#' (%3F, %23)")
+        raise ValueError(f"Variable {name} {text!r}: a URL's path cannot hold a raw '?' or '#' (a file:// URL "
+                         "takes %3F and %23; an S3 prefix is literal and cannot hold them)")
     if parts.scheme == "s3" and parts.netloc:
         return text.rstrip("/")
     if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):

@@ -204,3 +204,4 @@ def test_source_without_the_table(tmp_path):
     result = run_stage("extract", "readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s"),
                        env={"BIOMETRICS_DB_URL": url}, check=False)
     _one_line_error(result, "raw_biometric_data")
+    assert not (tmp_path / "s").exists()  # nothing written, not even the staging folder

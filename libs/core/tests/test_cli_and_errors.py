@@ -62,6 +62,9 @@ def test_errors_map_to_exit_codes(tmp_path, mode, code, text):
 def test_usage_errors_are_one_line(tmp_path):
     result = invoke("run", "--staging-path", str(tmp_path))
     assert result.exit_code == 2 and "Missing option '--date'" in result.stderr
+    assert "(see biometrics-demo run --help)" in result.stderr
+    result = invoke("bogus")
+    assert result.exit_code == 2 and "(see biometrics-demo --help)" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     result = invoke("run", "--date", "01/05/2026", "--staging-path", str(tmp_path))
     assert result.exit_code == 2 and "invalid --date '01/05/2026'" in result.stderr

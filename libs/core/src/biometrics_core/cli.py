@@ -53,7 +53,7 @@ class StageGroup(click.Group):
         except click.Abort:
             fail(prog, "aborted", EXIT_FAILED)
         except click.UsageError as exc:
-            hint = f" (see {prog} {exc.ctx.command.name if exc.ctx else ''} --help)".replace("  ", " ")
+            hint = f" (see {exc.ctx.command_path if exc.ctx else prog} --help)"  # the group's path is its name
             fail(prog, exc.format_message() + hint, EXIT_USAGE)
         except click.ClickException as exc:
             fail(prog, exc.format_message(), exc.exit_code)

@@ -43,6 +43,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BIOMETRICS_LOG_LEVEL", "INFO", "Log level of the stage (logs go to stderr)."),
     Setting("AWS_ACCESS_KEY_ID", None, "S3 staging credentials (standard AWS variable).", True),
     Setting("AWS_SECRET_ACCESS_KEY", None, "S3 staging credentials (standard AWS variable).", True),
+    Setting("AWS_SESSION_TOKEN", None, "S3 staging credentials: the session token of temporary keys (standard AWS "
+            "variable; used with the two above).", True),
     Setting("AWS_DEFAULT_REGION", "us-east-1", "S3 region (standard AWS variable)."),
     Setting("AWS_ENDPOINT_URL", None, "S3-compatible endpoint (MinIO, a local test server)."),
 )

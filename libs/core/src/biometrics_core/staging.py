@@ -44,7 +44,7 @@ def _s3_filesystem() -> pafs.S3FileSystem:
     key, secret = settings.get("AWS_ACCESS_KEY_ID"), settings.get("AWS_SECRET_ACCESS_KEY")
     if key and secret:
         kwargs["access_key"], kwargs["secret_key"] = key, secret
-        token = os.environ.get("AWS_SESSION_TOKEN")
+        token = settings.get("AWS_SESSION_TOKEN")
         if token:
             kwargs["session_token"] = token
     return pafs.S3FileSystem(**kwargs)
@@ -76,9 +76,9 @@ class Staging:
         parsed = urlparse(url)
         if parsed.scheme in ("s3", "file") and ("?" in url or "#" in url):
             # urlparse would cut the path there, and another run's prefix or folder would be used
-            raise ConfigError(f"invalid {what} {url!r}: a URL's path cannot hold a raw '?' or '#'; "
-                              "percent-encode them (%3F, %23)" + (" or give a plain path" if parsed.scheme == "file"
-                                                                   else ""))
+            raise ConfigError(f"invalid {what} {url!r}: a URL's path cannot hold a raw '?' or '#'; " + (
+                "percent-encode them (%3F, %23) or give a plain path" if parsed.scheme == "file" else
+                "an S3 prefix is taken literally, not percent-decoded, so choose one without them"))
         if parsed.scheme == "s3":
             if not parsed.netloc:
                 raise ConfigError(f"invalid {what} {url!r}: expected s3://bucket/prefix")

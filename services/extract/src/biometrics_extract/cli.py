@@ -40,7 +40,9 @@ def readings(run: StageRun):
     batch_size = settings.batch_size()
     refuse_another_days_staging(run.staging, run.day)
     engine = db.connect(settings.source_url(), "BIOMETRICS_DB_URL", "application database")
-    # vendor files are validated before anything is written: a malformed one stops the run cleanly
+    # the source table and the vendor files are checked before anything is written: a missing table
+    # or a malformed file stops the run with nothing staged
+    database.check_source(engine)
     vendor_files = vendor.read_inbox(_inbox(run), run.day)
     counts: dict[str, int] = {}
     with run.staging.workdir() as work:

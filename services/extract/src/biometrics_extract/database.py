@@ -57,13 +57,13 @@ def _with_source(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def stage_day(engine: Engine, day: dt.date, batch_size: int, out_dir: Path, connections: int = 1) -> int:
-    """Write the day's rows as Parquet parts under ``out_dir``; returns how many there were.
+    """Write the day's rows as Parquet parts under ``out_dir``; returns how many there were (the
+    source passed ``check_source`` first).
 
     On PostgreSQL the day is split into ``connections`` equal time slices read at the same time,
     each on its own connection and into its own part: the server's COPY work and the client's
     decoding then use every core (a single COPY keeps one server process busy and the rest idle).
     """
-    check_source(engine)
     if not db.is_postgres(engine):
         return _write(out_dir / "part-database.parquet", _read_generic(engine, day, batch_size), batch_size)
     start, end = day_window(day)

@@ -32,8 +32,9 @@ def _count_database_rows(engine, run: StageRun) -> int:
         engine.dispose()
 
 
-@stage_command(main, "readings", help="Check the loaded day: reconciliation with the source, NULL keys, value "
-                                      "ranges, daily metrics, uniqueness and volume. Exit 1 names failed checks.")
+@stage_command(main, "readings", help="Check the loaded day: reconciliation with the source, dead-letter reasons, "
+                                      "NULL keys, value ranges, daily metrics, readings on their day, uniqueness "
+                                      "and volume. Exit 1 names failed checks.")
 def readings(run: StageRun):
     min_ratio, max_ratio = _volume_bounds()
     # configuration and inputs first: a missing setting or manifest exits 2 before any query runs
