@@ -13,7 +13,9 @@
   (default ``s3://biometrics-etl/staging``; ``s3://bucket/prefix`` or ``file:///absolute/path``, which
   is bind-mounted from the Docker host into every stage's container at the same path, so the stages
   share it), ``batch_size`` (default ``10000``) and, for extract, ``vendor_inbox_path`` (default
-  empty: the stage's own default, ``<staging path>/inbox``). Blank values count as unset.
+  empty: the stage's own default, ``<staging path>/inbox``) and ``stage_settings`` (a JSON object of
+  the stages' tuning settings, ``STAGE_SETTINGS``, given to every stage's container). Blank values
+  count as unset.
 - **Connections** reach the container only through ``private_environment``, filled in ``execute``:
   never in the command, never in a templated (rendered, stored, shown) field. ``biometrics_db`` ->
   ``BIOMETRICS_DB_URL``, ``biometrics_warehouse`` -> ``BIOMETRICS_WAREHOUSE_URL`` (Airflow's
@@ -47,6 +49,13 @@ from docker.types import Mount
 STAGES = ("extract", "transform", "load", "validate", "backup")
 DEFAULT_STAGING_PATH = "s3://biometrics-etl/staging"
 DEFAULT_BATCH_SIZE = "10000"
+
+# What the Variable stage_settings may give every stage's container: the stages' settings that are
+# neither secrets (Connections give those) nor Variables of their own (batch_size, vendor_inbox_path)
+STAGE_SETTINGS = ("BIOMETRICS_EXTRACT_CONNECTIONS", "BIOMETRICS_WORK_DIR", "BIOMETRICS_MEMORY_LIMIT",
+                  "BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM", "BIOMETRICS_VALIDATE_WORK_MEM", "BIOMETRICS_THREADS",
+                  "BIOMETRICS_RETENTION_DAYS", "BIOMETRICS_VOLUME_MIN_RATIO", "BIOMETRICS_VOLUME_MAX_RATIO",
+                  "BIOMETRICS_LOG_LEVEL")
 
 DB_CONN_ID = "biometrics_db"
 WAREHOUSE_CONN_ID = "biometrics_warehouse"
@@ -136,6 +145,32 @@ def staging_location(value: Any, name: str, default: str = "") -> str:
             return f"file://{path}"
     raise ValueError(f"Variable {name} {text!r}: use s3://bucket/prefix, or file:///absolute/path "
                      "(a folder of the Docker host, bind-mounted into every stage's container)")
+
+
+def stage_settings(value: Any, name: str = "stage_settings") -> dict[str, str]:
+    """The Variable ``stage_settings`` as the containers' environment: a JSON object of
+    ``STAGE_SETTINGS`` names and their values (text or numbers; the stages check the values)."""
+    text = str(value if value is not None else "").strip()
+    if not text:
+        return {}
+    example = '{"BIOMETRICS_MEMORY_LIMIT": "1GB", "BIOMETRICS_THREADS": 2}'
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"Variable {name} is not JSON ({exc.msg}): give an object such as {example}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"Variable {name} must be a JSON object such as {example}")
+    unknown = sorted(set(settings) - set(STAGE_SETTINGS))
+    if unknown:
+        raise ValueError(f"Variable {name}: {', '.join(unknown)} cannot be set there; it takes "
+                         f"{', '.join(STAGE_SETTINGS)} (batch_size and vendor_inbox_path are Variables of their "
+                         "own, databases and S3 credentials are Connections)")
+    environment = {}
+    for key, setting in settings.items():
+        if isinstance(setting, bool) or not isinstance(setting, (str, int, float)):
+            raise ValueError(f"Variable {name}: {key} must be text or a number, not {json.dumps(setting)}")
+        environment[key] = str(setting).strip()
+    return environment
 
 
 def _file_path(location: str) -> str | None:
@@ -243,7 +278,9 @@ class StageOperator(DockerOperator):
             variables.get("etl_staging_path", None), "etl_staging_path", DEFAULT_STAGING_PATH)
         context["biometrics_inbox_path"] = self._inbox_path = staging_location(
             variables.get("vendor_inbox_path", None), "vendor_inbox_path")
+        tuning = stage_settings(variables.get("stage_settings", None))
         super().render_template_fields(context, jinja_env)
+        self.environment = {**tuning, **self.environment}
 
     def _shared_folders(self) -> list[Mount]:
         """``file://`` staging: the folders bind-mounted from the Docker host at the same path, so the

@@ -34,3 +34,16 @@ def test_services_never_import_each_other():
                 if other != stage:
                     assert f"biometrics_{other}" not in text, f"{source} imports biometrics_{other}"
             assert "biometrics_testkit" not in text, f"{source} imports the testkit"
+
+
+def test_the_dags_variable_stage_settings_takes_every_tuning_setting():
+    """dags/ cannot import the core (the images carry it, Airflow does not): its list is checked here.
+    Secrets come from Connections, and batch size and inbox from Variables of their own."""
+    import ast
+    tree = ast.parse((ROOT / "dags" / "biometrics_stage.py").read_text())
+    listed = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                  and any(getattr(t, "id", None) == "STAGE_SETTINGS" for t in node.targets))
+    own_variables = {"BIOMETRICS_BATCH_SIZE", "BIOMETRICS_INBOX_PATH"}
+    tuning = {s.name for s in settings.SETTINGS
+              if not s.secret and s.name.startswith("BIOMETRICS_") and s.name not in own_variables}
+    assert set(listed) == tuning and len(listed) == len(tuning)

@@ -112,7 +112,7 @@ def main(out: str, logical_dates: list[str]) -> None:
 
     # The data day for run shapes a test cannot easily make a real run of.
     sys.path.insert(0, str(dags_folder))
-    from biometrics_stage import _aws_env, data_day, load_images, sqlalchemy_url, staging_location
+    from biometrics_stage import _aws_env, data_day, load_images, sqlalchemy_url, stage_settings, staging_location
 
     utc = dt.timezone.utc
     shapes = {
@@ -145,6 +145,10 @@ def main(out: str, logical_dates: list[str]) -> None:
                                   for value in (None, "", "  ", " s3://bucket/staging/ ", "s3://", "s3:/bucket",
                                                 "file:///srv/staging/", "file://localhost/srv/st", "file://host/x",
                                                 "/srv/staging", "relative/x", "file:///", "file:///a?b=1", "s3://bucket/team#7")}
+    result["stage_settings"] = {repr(value): _outcome(stage_settings, value) for value in (
+        None, " ", '{"BIOMETRICS_MEMORY_LIMIT": " 1GB ", "BIOMETRICS_THREADS": 2}', "{", "[]",
+        '{"BIOMETRICS_DB_URL": "postgresql://x"}', '{"BIOMETRICS_BATCH_SIZE": 5}', '{"BIOMETRICS_THREADS": true}',
+        '{"BIOMETRICS_THREADS": [1]}')}
     images = {}
     for name, content in {"empty": "", "not json": "{", "a list": "[]", "no images": '{"registry": "r"}',
                           "a stage missing": json.dumps({"images": {"extract": "r/e:1.0"}}),

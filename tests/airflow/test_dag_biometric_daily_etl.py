@@ -63,6 +63,7 @@ def parsed_with_variables(airflow, images_file, tmp_path_factory):
         "BIOMETRICS_IMAGES_FILE": str(images_file), **_connections(),
         "AIRFLOW_VAR_ETL_STAGING_PATH": " s3://other-bucket/etl/staging/ ",  # blanks around, as pasted
         "AIRFLOW_VAR_BATCH_SIZE": "2500 ",
+        "AIRFLOW_VAR_STAGE_SETTINGS": '{"BIOMETRICS_MEMORY_LIMIT": "1GB", "BIOMETRICS_THREADS": 2}',
         "BIOMETRICS_DOCKER_NETWORK": "host", "BIOMETRICS_DOCKER_AUTO_REMOVE": "force",
         "BIOMETRICS_DOCKER_URL": "tcp://127.0.0.1:2375"})
 
@@ -224,6 +225,25 @@ def test_every_command_has_the_date_and_the_staging_path(parsed, parsed_with_var
             assert command[command.index("--date") + 1] == DATA_DAY
             assert command[command.index("--staging-path") + 1] == f"{root}/{DAG_ID}/{DATA_DAY}", stage
             assert rendered["environment"]["BIOMETRICS_BATCH_SIZE"] == batch
+
+
+def test_the_variable_stage_settings_reaches_every_stage(parsed, parsed_with_variables):
+    for stage, task in _tasks(parsed_with_variables).items():
+        environment = task["rendered"][RUN]["environment"]
+        assert environment["BIOMETRICS_MEMORY_LIMIT"] == "1GB" and environment["BIOMETRICS_THREADS"] == "2", stage
+        assert environment["BIOMETRICS_BATCH_SIZE"] == "2500"
+    for task in _tasks(parsed).values():
+        assert "BIOMETRICS_MEMORY_LIMIT" not in task["rendered"][RUN]["environment"]
+    outcomes = parsed["stage_settings"]
+    assert outcomes["None"] == outcomes["' '"] == {"value": {}}
+    assert outcomes[repr('{"BIOMETRICS_MEMORY_LIMIT": " 1GB ", "BIOMETRICS_THREADS": 2}')] == \
+        {"value": {"BIOMETRICS_MEMORY_LIMIT": "1GB", "BIOMETRICS_THREADS": "2"}}
+    assert "is not JSON" in outcomes["'{'"]["error"] and "must be a JSON object" in outcomes["'[]'"]["error"]
+    for name in ("BIOMETRICS_DB_URL", "BIOMETRICS_BATCH_SIZE"):
+        error = outcomes[repr('{"%s": %s}' % (name, '"postgresql://x"' if name.endswith("URL") else 5))]["error"]
+        assert f"{name} cannot be set there" in error and "postgresql://x" not in error
+    assert "must be text or a number" in outcomes[repr('{"BIOMETRICS_THREADS": true}')]["error"]
+    assert "must be text or a number" in outcomes[repr('{"BIOMETRICS_THREADS": [1]}')]["error"]
 
 
 def test_no_secret_in_any_command_or_rendered_field(parsed, parsed_with_variables):
