@@ -114,3 +114,18 @@ def test_two_runs_publishing_one_output_at_once_leave_one_of_them_whole(tmp_path
         assert staging.list_files("extract/readings") in (["extract/readings/part-A.parquet"],
                                                           ["extract/readings/part-B.parquet"])
     assert sorted(p.name for p in (tmp_path / "stage" / "extract").iterdir()) == ["readings"]
+
+
+def test_a_killed_runs_work_directory_is_removed_a_day_later(tmp_path):
+    import os
+    import time
+    staging = Staging(str(tmp_path / "stage"))
+    work = tmp_path / "stage" / ".work"
+    abandoned, recent = work / "run-abandoned", work / "run-recent"
+    for folder in (abandoned, recent):
+        (folder / "readings").mkdir(parents=True)
+    day_and_a_bit = time.time() - 25 * 3600
+    os.utime(abandoned, (day_and_a_bit, day_and_a_bit))
+    with staging.workdir() as path:
+        assert path.parent == work
+    assert not abandoned.exists() and recent.exists()  # a run that may still be going is left alone

@@ -65,6 +65,20 @@ def scratch_dir(base: Path | None = None, prefix: str = "biometrics-") -> Iterat
         shutil.rmtree(path, ignore_errors=True)
 
 
+ABANDONED_AFTER = dt.timedelta(days=1)  # far beyond a task's 3-hour limit: no live run is that old
+
+
+def _remove_abandoned(base: Path) -> None:
+    """Work directories of runs that were killed (SIGKILL, a lost container) hold a partial output
+    each; nothing else would ever remove them."""
+    cutoff = (dt.datetime.now(dt.timezone.utc) - ABANDONED_AFTER).timestamp()
+    with contextlib.suppress(OSError):
+        for folder in base.iterdir():
+            with contextlib.suppress(OSError):
+                if folder.name.startswith("run-") and folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+
+
 class Staging:
     """A staging location: ``rel`` paths below it use forward slashes."""
 
@@ -257,6 +271,7 @@ class Staging:
                 yield path
             return
         base = Path(self.path(".work"))
+        _remove_abandoned(base)
         try:
             with scratch_dir(base, prefix="run-") as path:
                 yield path
