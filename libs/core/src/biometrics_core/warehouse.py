@@ -25,3 +25,15 @@ def day_lock(day: dt.date) -> dict:
 def partition_name(day: dt.date) -> str:
     """The PostgreSQL partition of ``biometric_readings`` holding one day."""
     return f"{READINGS_TABLE}_p{day:%Y%m%d}"
+
+
+def building_table(day: dt.date, run_id: str) -> str:
+    """The table a PostgreSQL load of ``day`` builds the day's readings in, before it becomes the
+    day's partition (committed and unattached meanwhile, and left behind by a killed load)."""
+    return f"{partition_name(day)}_{run_id[:10]}"
+
+
+def building_table_regex(day: dt.date | None = None) -> str:
+    """A regular expression (PostgreSQL's ``~``) of the building tables of ``day``, or of any day."""
+    prefix = partition_name(day) if day else f"{READINGS_TABLE}_p[0-9]{{8}}"
+    return f"^{prefix}_[0-9a-f]{{10}}$"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -73,14 +74,15 @@ def postgres_tables(conn: sa.Connection) -> list[tuple[str, str]]:
     return [(_table_key(schema, name), qualified) for schema, name, qualified in conn.execute(sa.text(_PG_TABLES))]
 
 
-def postgres_table_sums(conn: sa.Connection, only: set[str] | None = None) -> dict[str, dict]:
+def postgres_table_sums(conn: sa.Connection, only: set[str] | None = None,
+                        skip: re.Pattern | None = None) -> dict[str, dict]:
     """{table: {"rows", "checksum"}} inside the connection's current transaction (and snapshot), of
-    every user table or ``only`` those."""
+    every user table, or ``only`` those, but those whose name matches ``skip``."""
     for statement in _PG_SETTINGS:
         conn.exec_driver_sql(statement)
     sums = {}
     for key, qualified in postgres_tables(conn):
-        if only is not None and key not in only:
+        if (only is not None and key not in only) or (skip is not None and skip.match(key.rpartition(".")[2])):
             continue
         rows, total = conn.exec_driver_sql(
             f"SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint), 0) "

@@ -91,7 +91,7 @@ def _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_
     aggregates and dead letters; the swap and the run log then commit with them, all at once."""
     counts = LoadCounts()
     partition = warehouse.partition_name(day)
-    building = f"{partition}_{own.run_id[:10]}"
+    building = warehouse.building_table(day, own.run_id)
     with engine.begin() as conn:  # the day's transaction: readers see nothing of the load before its commit
         _timed(conn, "SET LOCAL lock_timeout = '5min'")
         # one load of a day at a time: a second one waits here, then replaces the first one's day
@@ -99,7 +99,7 @@ def _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_
         # the index builds' sort memory, tried here first: a value the server refuses stops the load
         # before the day's COPY, not after it
         db.set_local_memory(conn, "maintenance_work_mem", maintenance_work_mem, "BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM")
-        _drop_leftovers(conn, partition)
+        _drop_leftovers(conn, day)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="build") as pool:
             built = pool.submit(_build_readings, engine, day, building, data.readings, batch_size,
                                 maintenance_work_mem)
@@ -199,15 +199,11 @@ def _swap_in(conn: sa.Connection, day: dt.date, building: str, partition: str) -
     return replaced
 
 
-def _leftover_pattern(partition: str) -> str:
-    return f"^{partition}_[0-9a-f]{{10}}$"  # the building table's name: partition + run id prefix
-
-
-def _drop_leftovers(conn: sa.Connection, partition: str) -> None:
+def _drop_leftovers(conn: sa.Connection, day: dt.date) -> None:
     """Tables of this day a killed load built but never swapped in (the day's lock keeps live ones out)."""
     names = _timed(conn, "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                          "WHERE n.nspname = current_schema() AND c.relkind = 'r' AND NOT c.relispartition "
-                         "AND c.relname ~ :pattern", {"pattern": _leftover_pattern(partition)}).scalars().all()
+                         "AND c.relname ~ :pattern", {"pattern": warehouse.building_table_regex(day)}).scalars().all()
     for name in names:
         log.warning("dropping %s, left by an interrupted load of the same day", name)
         _timed(conn, f"DROP TABLE {name}")
