@@ -136,3 +136,24 @@ def test_libpq_env_keeps_the_password_out_of_argv_and_passes_options():
     env = libpq_env("postgresql+psycopg2://etl:p%40ss@db.example:5433/wh?sslmode=require&connect_timeout=5")
     assert env == {"PGHOST": "db.example", "PGPORT": "5433", "PGUSER": "etl", "PGPASSWORD": "p@ss",
                    "PGDATABASE": "wh", "PGSSLMODE": "require", "PGCONNECT_TIMEOUT": "5"}
+
+
+def test_row_values_in_database_errors_are_left_out_of_messages_and_logs():
+    """PostgreSQL's DETAIL quotes the row (health data), also when a value holds a newline."""
+    import logging
+
+    from biometrics_core import logs
+    error = ('new row for relation "daily_metrics" violates check constraint "c"\n'
+             "DETAIL:  Failing row contains (2026-01-05, 131, heart_rate, 84.15\nsecond line of a value).\n"
+             "CONTEXT:  COPY daily_metrics, line 1")
+    duplicate = ('duplicate key value violates unique constraint "k"\n'
+                 "DETAIL:  Key (created_at, user_id)=(2026-01-05 04:10:13+00, 131) already exists.")
+    for text in (error, duplicate, " ".join(error.split("\n"))):
+        cleaned = redact(text)
+        assert "131" not in cleaned and "84.15" not in cleaned and "second line" not in cleaned, cleaned
+        assert "the row's values are left out" in cleaned
+    assert redact(error).endswith("CONTEXT:  COPY daily_metrics, line 1")
+    record = logging.LogRecord("x", logging.DEBUG, __file__, 1, "traceback", None,
+                               (RuntimeError, RuntimeError(error), None))
+    formatted = logs._RedactingFormatter("%(message)s").format(record)
+    assert "84.15" not in formatted and "RuntimeError" in formatted

@@ -449,3 +449,24 @@ def test_damaged_staged_files_are_refused_in_one_line(tmp_path, damage, says):
 def _rewrite(path, change):
     import pyarrow.parquet as pq
     pq.write_table(change(pq.read_table(path)), path)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("log_level", ["INFO", "DEBUG"])
+def test_a_refused_row_is_not_quoted_in_the_error_or_the_logs(postgres_server, tmp_path, log_level):
+    """A COPY that a constraint refuses: the driver's own error (raised on its raw cursor) had
+    reached the one-line error with PostgreSQL's DETAIL, the whole row: health data in task logs."""
+    urls, env = _postgres_day(postgres_server, f"refused_{log_level.lower()}", tmp_path)
+    run_stage("load", "migrate", env=env)
+    engine = sa.create_engine(urls[1])
+    with engine.begin() as conn:  # as a DBA might add one
+        conn.execute(sa.text("ALTER TABLE daily_metrics ADD CONSTRAINT dba_no_heart_rate "
+                             "CHECK (metric_type <> 'heart_rate') NOT VALID"))
+    engine.dispose()
+    result = run_stage("load", "readings", "--date", str(DAY), "--staging-path", str(tmp_path), "--log-level",
+                       log_level, env=env, check=False)
+    assert result.returncode == 1
+    error = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(error) == 1 and 'violates check constraint "dba_no_heart_rate"' in error[0], result.stderr
+    assert "Failing row contains" not in result.stderr and "heart_rate, " not in result.stderr
+    assert "the row's values are left out" in error[0]

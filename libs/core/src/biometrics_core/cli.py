@@ -99,13 +99,14 @@ class StageRun:
             self.staging.publish(folder, rel)
 
 
-def _without_row_data(message: str) -> str:
-    """A database's error without the lines that quote a row's values (PostgreSQL's "DETAIL: Failing
-    row contains (...)" and "Key (...)=(...) already exists"): readings are health data, and the
-    message goes to logs and manifests."""
-    lines = [line for line in message.splitlines()
-             if not line.startswith("DETAIL:  Failing row contains") and not line.startswith("DETAIL:  Key (")]
-    return "\n".join(lines)
+# SQLSTATEs that no retry mends and the settings must: a role that may not read or write what it
+# must (42501), a password refused (28P01) or a role unknown (28000)
+_CONFIGURATION_SQLSTATES = ("42501", "28P01", "28000")
+
+
+def _database_error(orig: BaseException) -> tuple[str, int]:
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    return f"database error: {orig}", EXIT_USAGE if code in _CONFIGURATION_SQLSTATES else EXIT_FAILED
 
 
 def _classify(exc: BaseException) -> tuple[str, int]:
@@ -119,12 +120,22 @@ def _classify(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, OperationalError):
         return f"database error: {exc.orig}", EXIT_USAGE
     if isinstance(exc, DBAPIError):
-        return f"database error: {_without_row_data(str(exc.orig))}", EXIT_FAILED
+        return _database_error(exc.orig)
+    if _is_driver_error(exc):  # raised by the driver itself, as by a COPY on its raw cursor
+        return _database_error(exc)
     if isinstance(exc, SQLAlchemyError):
         return f"database error: {exc}", EXIT_FAILED
     if isinstance(exc, MemoryError):
         return "out of memory: lower BIOMETRICS_BATCH_SIZE or BIOMETRICS_MEMORY_LIMIT", EXIT_FAILED
     return f"{type(exc).__name__}: {exc}", EXIT_FAILED
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    try:
+        import psycopg2
+    except ImportError:  # pragma: no cover - every image ships it
+        return False
+    return isinstance(exc, psycopg2.Error)
 
 
 def stage_command(group: click.Group, name: str, help: str, *, dated: bool = True, staged: bool = True,
