@@ -283,3 +283,21 @@ def test_small_driver_batches_still_make_large_row_groups(postgres_server, tmp_p
                  for i in range(metadata.num_columns)}
     assert "RLE_DICTIONARY" in encodings["metric_type"]  # dictionaries where values repeat, not on ids
     assert "RLE_DICTIONARY" not in encodings["reading_id"]
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_read_the_source_is_a_configuration_error(postgres_server, tmp_path, monkeypatch):
+    """No retry mends a missing privilege: exit 2 (it was exit 1, a failure worth retrying)."""
+    import sqlalchemy as sa
+    url = postgres_server.create_database("extract_noread")
+    sample.write_source(url, _source_table())
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("DROP ROLE IF EXISTS extract_noread_role"))
+        conn.execute(sa.text("CREATE ROLE extract_noread_role LOGIN PASSWORD 'noread-pw'"))
+    admin.dispose()
+    role_url = sa.engine.make_url(url).set(username="extract_noread_role", password="noread-pw")
+    monkeypatch.setenv("BIOMETRICS_DB_URL", role_url.render_as_string(hide_password=False))
+    result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s")])
+    assert result.exit_code == 2, result.output
+    assert "permission denied for table raw_biometric_data" in result.output and "noread-pw" not in result.output

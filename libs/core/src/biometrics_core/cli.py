@@ -130,12 +130,11 @@ def _classify(exc: BaseException) -> tuple[str, int]:
     return f"{type(exc).__name__}: {exc}", EXIT_FAILED
 
 
+_DRIVERS = ("psycopg2", "psycopg", "adbc_driver_manager")  # whose errors may reach us unwrapped
+
+
 def _is_driver_error(exc: BaseException) -> bool:
-    try:
-        import psycopg2
-    except ImportError:  # pragma: no cover - every image ships it
-        return False
-    return isinstance(exc, psycopg2.Error)
+    return type(exc).__module__.split(".")[0] in _DRIVERS and isinstance(exc, Exception)
 
 
 def stage_command(group: click.Group, name: str, help: str, *, dated: bool = True, staged: bool = True,
