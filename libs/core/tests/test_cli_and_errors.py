@@ -157,3 +157,16 @@ def test_row_values_in_database_errors_are_left_out_of_messages_and_logs():
                                (RuntimeError, RuntimeError(error), None))
     formatted = logs._RedactingFormatter("%(message)s").format(record)
     assert "84.15" not in formatted and "RuntimeError" in formatted
+
+
+def test_what_a_stage_writes_is_readable_by_its_owner_only(tmp_path):
+    import os
+    import stat
+    previous = os.umask(0o022)
+    try:
+        assert invoke("run", "--date", "2026-01-05", "--staging-path", str(tmp_path / "staging")).exit_code == 0
+    finally:
+        os.umask(previous)
+    manifest = tmp_path / "staging" / "manifests" / "demo-run.json"
+    assert stat.S_IMODE(manifest.stat().st_mode) == 0o600
+    assert stat.S_IMODE(manifest.parent.stat().st_mode) == 0o700

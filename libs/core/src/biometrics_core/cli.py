@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -147,6 +148,9 @@ def stage_command(group: click.Group, name: str, help: str, *, dated: bool = Tru
         def command(date: str | None = None, staging_path: str | None = None, log_level: str | None = None,
                     **options) -> None:
             prog = f"biometrics-{stage}"
+            # what a stage writes (staged readings, dead letters, backups, a SQLite warehouse) is
+            # health data: readable by its owner only, whatever the caller's umask
+            os.umask(0o077)
             try:
                 logs.configure(settings.log_level(log_level))
             except EtlError as exc:
