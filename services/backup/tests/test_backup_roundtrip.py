@@ -350,3 +350,24 @@ def test_a_table_a_load_was_building_is_not_backed_up(pg_warehouse, pg_targets, 
     target = pg_targets.empty()
     assert _restore(pg_warehouse, tools, target).exit_code == 0
     assert tools.content(target) == before
+
+
+def test_pg_dump_and_pg_restore_get_no_other_secret(monkeypatch):
+    """Their environment (/proc/<pid>/environ) had every secret of the stage's."""
+    for name, value in {"AWS_SECRET_ACCESS_KEY": "s3-secret", "AWS_SESSION_TOKEN": "s3-token",
+                        "BIOMETRICS_DB_URL": "postgresql://u:app-secret@h/app",
+                        "BIOMETRICS_RESTORE_TARGET_URL": "postgresql://u:target-secret@h/t"}.items():
+        monkeypatch.setenv(name, value)
+    env = dump_postgres._env("postgresql+psycopg2://loader:wh-secret@127.0.0.1:5432/wh")
+    assert env["PGPASSWORD"] == "wh-secret" and env["PGUSER"] == "loader" and env["PGDATABASE"] == "wh"
+    assert not {"s3-secret", "s3-token", "postgresql://u:app-secret@h/app",
+                "postgresql://u:target-secret@h/t"} & set(env.values())
+
+
+def test_a_client_tool_failure_names_its_error_not_the_statement(tmp_path):
+    log = tmp_path / "pg_restore.log"
+    log.write_text("pg_restore: while PROCESSING TOC:\n"
+                   "pg_restore: error: could not execute query: ERROR:  permission denied for schema public\n"
+                   "Command was: CREATE TABLE public.alembic_version (\n    version_num character varying(32) NOT NULL\n);\n")
+    failure = dump_postgres._failure("pg_restore", 1, log, "postgresql+psycopg2://u:pw@h/db")
+    assert "permission denied for schema public" in str(failure) and "version_num" not in str(failure)

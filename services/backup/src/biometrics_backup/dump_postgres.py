@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from biometrics_core import db
+from biometrics_core import db, settings
 from biometrics_core.errors import ConfigError, StageFailed
 from biometrics_core.redact import one_line, redact
 from biometrics_core.warehouse import READINGS_TABLE, building_table_regex
@@ -51,7 +51,10 @@ def client_tool(name: str) -> str:
 
 
 def _env(url: str) -> dict[str, str]:
-    env = dict(os.environ)
+    """The client tool's environment: the stage's, without its secrets (the other database URLs, S3
+    keys: /proc/<pid>/environ shows them), plus the connection as PG* variables."""
+    secrets = {s.name for s in settings.SETTINGS if s.secret}
+    env = {name: value for name, value in os.environ.items() if name not in secrets}
     env.update(db.libpq_env(url))
     env.setdefault("PGCONNECT_TIMEOUT", "30")
     env["PGAPPNAME"] = "biometrics-backup"
@@ -67,8 +70,10 @@ def _failure(tool: str, returncode: int, log_path: Path, url: str) -> StageFaile
         lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         lines = []
+    # the tool's own "error:" lines say what failed; the lines after them only quote the statement
+    errors = [line for line in lines if "error:" in line.lower()]
     password = make_url(url).password or ""
-    detail = one_line(redact(" ".join(lines[-3:]), (str(password),))) if lines else "no error output"
+    detail = one_line(redact(" ".join(errors[:2] or lines[-3:]), (str(password),))) if lines else "no error output"
     return StageFailed(f"{tool} failed (exit {returncode}): {detail}")
 
 
