@@ -212,6 +212,8 @@ def _plain(value):
     """A JSON-safe figure: NaN and infinities as text (JSON has no such numbers), dates as ISO text."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     return value if isinstance(value, (int, str, type(None))) else str(value)

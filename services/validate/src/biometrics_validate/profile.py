@@ -203,10 +203,9 @@ def _judged_groups(conn: sa.Connection) -> str:
         )"""
 
 
-# an example shows both sides of a group: readings (r_) and daily_metrics (d_)
-_EXAMPLE_COLUMNS = ("user_id", "metric_type", "n AS r_count", "sample_count AS d_count", "lo AS r_min",
-                    "min_value AS d_min", "hi AS r_max", "max_value AS d_max", "total AS r_sum", "sum_value AS d_sum",
-                    "mean AS r_avg", "value AS d_avg")
+# an example names a group and what disagrees in it, not the figures: they are a user's health data,
+# and the manifest goes to Airflow's XCom and to etl_runs (the warehouse has them for whoever may look)
+_EXAMPLE_COLUMNS = ("user_id", "metric_type", *(f"bad_{kind}" for kind in _GROUP_FLAGS))
 
 
 def compare_groups(conn: sa.Connection, day: dt.date, examples: int) -> tuple[dict[str, int], list[dict]]:
@@ -225,6 +224,8 @@ def compare_groups(conn: sa.Connection, day: dt.date, examples: int) -> tuple[di
         FROM summary LEFT JOIN examples ON 1 = 1 ORDER BY examples.user_id, examples.metric_type""", day=day)
     found = {k: as_int(rows[0][k]) for k in ("groups", *_GROUP_FLAGS)}
     # a group's key is never NULL: a row without one is the summary alone (no group disagrees)
-    shown = [{n: r[n] for n in names} for r in rows if r["user_id"] is not None]
+    shown = [{"user_id": r["user_id"], "metric_type": r["metric_type"],
+              "differs": [kind for kind in _GROUP_FLAGS if as_int(r[f"bad_{kind}"])]}
+             for r in rows if r["user_id"] is not None]
     log.info("compared the day's %d groups one by one in %.1f s", found["groups"], time.monotonic() - started)
     return found, shown
