@@ -142,6 +142,7 @@ def staging_location(value: Any, name: str, default: str = "") -> str:
     if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
         path = parts.path.rstrip("/")
         if path:
+            _check_host_folder(unquote(path), name, text)
             return f"file://{path}"
     raise ValueError(f"Variable {name} {text!r}: use s3://bucket/prefix, or file:///absolute/path "
                      "(a folder of the Docker host, bind-mounted into every stage's container)")
@@ -171,6 +172,23 @@ def stage_settings(value: Any, name: str = "stage_settings") -> dict[str, str]:
             raise ValueError(f"Variable {name}: {key} must be text or a number, not {json.dumps(setting)}")
         environment[key] = str(setting).strip()
     return environment
+
+
+# Folders of the Docker host that a file:// staging Variable may not name (nor a folder in them):
+# mounted writable into the stages' containers, they would hand them the host
+_SYSTEM_FOLDERS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run",
+                   "/sbin", "/sys", "/usr", "/var/run", "/var/lib/docker")
+
+
+def _check_host_folder(folder: str, name: str, text: str) -> None:
+    """A file:// staging folder is bind-mounted, writable, into every stage's container."""
+    parts = folder.split("/")
+    if ".." in parts or "." in parts:
+        raise ValueError(f"Variable {name} {text!r}: give the folder's path without '.' or '..'")
+    system = next((f for f in _SYSTEM_FOLDERS if folder == f or folder.startswith(f + "/")), None)
+    if system or folder == "/var":
+        raise ValueError(f"Variable {name} {text!r}: {system or folder} is a system folder of the Docker host; "
+                         "give a folder of its own, such as /srv/biometrics/staging")
 
 
 def _file_path(location: str) -> str | None:

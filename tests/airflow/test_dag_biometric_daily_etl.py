@@ -189,6 +189,11 @@ def test_staging_locations_the_containers_can_share(parsed):
         assert error.startswith("ValueError: Variable etl_staging_path") and "s3://bucket/prefix" in error, refused
     for refused in ("'file:///a?b=1'", "'s3://bucket/team#7'"):
         assert "cannot hold a raw '?' or '#'" in outcomes[refused]["error"], refused
+    # bind-mounted writable into every container: not the host's own folders
+    for refused in ("'file:///etc'", "'file://localhost/proc/1'", "'file:///var/run'"):
+        assert "is a system folder of the Docker host" in outcomes[refused]["error"], refused
+    assert "without '.' or '..'" in outcomes["'file:///srv/%2e%2e/etc'"]["error"]
+    assert outcomes["'file:///var/lib/biometrics/staging'"] == {"value": "file:///var/lib/biometrics/staging"}
 
 
 def test_a_broken_images_file_is_named_in_one_line(parsed):
