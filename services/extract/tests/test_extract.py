@@ -201,6 +201,11 @@ def test_vendor_values_and_times():
     ('{"reading_id": 1, "user_id": 1, "device_id": "d", "metric_type": "m", "value": true, "unit": null, '
      '"created_at": "2026-01-05T00:00:00Z"}', "value must be a number"),
     ('[1, 2, 3]', "expected a JSON object"),
+    # a nested object is not quoted (it may hold a whole record), a long text is cut
+    ('{"reading_id": 1, "user_id": 1, "device_id": {"patient": "Jane Doe", "glucose": 231}, "metric_type": "m", '
+     '"value": 1, "unit": null, "created_at": "2026-01-05T00:00:00Z"}', "device_id must be text, got a JSON object"),
+    ('{"reading_id": 1, "user_id": 1, "device_id": "d", "metric_type": "m", "value": 1, "unit": null, '
+     '"created_at": "%s"}' % ("x" * 100), "created_at is not an ISO 8601 timestamp: '" + "x" * 38 + "…"),
 ])
 def test_malformed_json_lines(line, message):
     with pytest.raises(vendor._Malformed, match=message):

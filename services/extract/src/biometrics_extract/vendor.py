@@ -36,6 +36,15 @@ class _Malformed(ValueError):
     pass
 
 
+def _shown(value) -> str:
+    """A field's value as a message quotes it: short, since a malformed field may hold a whole
+    record (a nested object with a patient's data) and the message goes to the task's log."""
+    text = repr(value)
+    if isinstance(value, (dict, list)):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 _INT64 = range(-2**63, 2**63)  # the staged column's type (and the warehouse's BIGINT)
 
 
@@ -48,7 +57,7 @@ def _int(value, field: str) -> int:
     if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value):
         value = int(value)
     if not isinstance(value, int):
-        raise _Malformed(f"{field} must be a whole number, got {value!r}")
+        raise _Malformed(f"{field} must be a whole number, got {_shown(value)}")
     if value not in _INT64:
         raise _Malformed(f"{field} {value} does not fit in 64 bits")
     return value
@@ -60,7 +69,7 @@ def _text(value, field: str, required: bool) -> str | None:
             raise _Malformed(f"{field} is empty")
         return None
     if not isinstance(value, str):
-        raise _Malformed(f"{field} must be text, got {value!r}")
+        raise _Malformed(f"{field} must be text, got {_shown(value)}")
     if "\x00" in value:  # PostgreSQL's text cannot hold it: the load would refuse the whole day
         raise _Malformed(f"{field} holds a NUL character")
     if not value.isascii():
@@ -104,7 +113,7 @@ def _float(value) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise _Malformed(f"value must be a number, got {value!r}")
+        raise _Malformed(f"value must be a number, got {_shown(value)}")
     if isinstance(value, _Overflowed):
         raise _Malformed(f"value {value.text} is too large for a number")
     if isinstance(value, (int, float)):
@@ -117,7 +126,7 @@ def _float(value) -> float | None:
         if any(c.isdigit() for c in value):
             return _finite_literal(value)
         return float(value)
-    raise _Malformed(f"value must be a number, got {value!r}")
+    raise _Malformed(f"value must be a number, got {_shown(value)}")
 
 
 def _timestamp(value, field: str, required: bool, default: dt.datetime | None = None) -> dt.datetime | None:
@@ -126,17 +135,17 @@ def _timestamp(value, field: str, required: bool, default: dt.datetime | None = 
             raise _Malformed(f"{field} is empty")
         return default
     if not isinstance(value, str):
-        raise _Malformed(f"{field} must be an ISO 8601 timestamp, got {value!r}")
+        raise _Malformed(f"{field} must be an ISO 8601 timestamp, got {_shown(value)}")
     try:
         parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise _Malformed(f"{field} is not an ISO 8601 timestamp: {value!r}") from None
+        raise _Malformed(f"{field} is not an ISO 8601 timestamp: {_shown(value)}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)  # vendor times without an offset are UTC
     try:
         return parsed.astimezone(dt.timezone.utc)
     except OverflowError:  # e.g. 0001-01-01T00:00+14:00, before the first representable UTC instant
-        raise _Malformed(f"{field} {value!r} is outside the representable years in UTC") from None
+        raise _Malformed(f"{field} {_shown(value)} is outside the representable years in UTC") from None
 
 
 def _record(raw: dict, received: dt.datetime, vendor: str) -> dict:
