@@ -170,3 +170,15 @@ def test_what_a_stage_writes_is_readable_by_its_owner_only(tmp_path):
     manifest = tmp_path / "staging" / "manifests" / "demo-run.json"
     assert stat.S_IMODE(manifest.stat().st_mode) == 0o600
     assert stat.S_IMODE(manifest.parent.stat().st_mode) == 0o700
+
+
+def test_a_port_inside_the_host_parameter_is_refused():
+    """psycopg2 takes ?host=h:5432, libpq's own tools (pg_dump, ADBC's COPY) read it as a host name."""
+    from biometrics_core.db import parse_url
+    for url in ("postgresql+psycopg2://u@/db?host=127.0.0.1:5432", "postgresql://u@/db?host=a:1&host=b:2",
+                "postgresql://u@/db?host=[::1]:5432"):
+        with pytest.raises(ConfigError, match="give the port as port="):
+            parse_url(url, "BIOMETRICS_DB_URL")
+    for url in ("postgresql://u@/db?host=/run/postgresql&port=5433", "postgresql://u@/db?host=::1",
+                "postgresql://u@h:5433/db"):
+        parse_url(url, "BIOMETRICS_DB_URL")

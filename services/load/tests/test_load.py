@@ -353,7 +353,9 @@ def test_a_duplicate_natural_key_fails_the_load_and_leaves_the_day_and_no_table_
     assert failed.returncode == 1
     error = failed.stderr.strip().splitlines()[-1]
     assert error.startswith("biometrics-load: error: database error:") and "natural_key" in error, error
-    assert "already exists" not in error and "DETAIL" not in failed.stderr  # no reading's values in the log
+    # no reading's values in the log: PostgreSQL's DETAIL quotes the key's
+    assert "already exists" not in failed.stderr and "Key (" not in failed.stderr
+    assert "the row's values are left out" in error
     assert snapshot(urls[1]) == before
     engine = sa.create_engine(urls[1])
     tables = _readings_tables(engine)
@@ -470,3 +472,26 @@ def test_a_refused_row_is_not_quoted_in_the_error_or_the_logs(postgres_server, t
     assert len(error) == 1 and 'violates check constraint "dba_no_heart_rate"' in error[0], result.stderr
     assert "Failing row contains" not in result.stderr and "heart_rate, " not in result.stderr
     assert "the row's values are left out" in error[0]
+
+
+@pytest.mark.postgres
+def test_a_load_role_that_does_not_own_the_readings_is_refused_before_the_copy(postgres_server, tmp_path):
+    """Swapping a day's partition in needs the partitioned table's owner: such a role copied and
+    indexed the whole day, failed at the swap (exit 1) and left the built table behind."""
+    urls, env = _postgres_day(postgres_server, "notowner", tmp_path)
+    run_stage("load", "migrate", env=env)
+    engine = sa.create_engine(urls[1], isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text("DROP ROLE IF EXISTS load_notowner"))
+        conn.execute(sa.text("CREATE ROLE load_notowner LOGIN PASSWORD 'notowner-pw'"))
+        for grant in ("GRANT CREATE, USAGE ON SCHEMA public TO load_notowner",
+                      "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO load_notowner",
+                      "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO load_notowner"):
+            conn.execute(sa.text(grant))
+    role_url = sa.engine.make_url(urls[1]).set(username="load_notowner", password="notowner-pw")
+    result = run_stage("load", "readings", "--date", str(DAY), "--staging-path", str(tmp_path), check=False,
+                       env={**env, "BIOMETRICS_WAREHOUSE_URL": role_url.render_as_string(hide_password=False)})
+    assert result.returncode == 2, result.stderr
+    assert "does not own biometric_readings" in result.stderr and "copying readings" not in result.stderr
+    assert _readings_tables(engine) == {"biometric_readings"}
+    engine.dispose()

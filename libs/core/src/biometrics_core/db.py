@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from .redact import one_line, redact
 log = logging.getLogger(__name__)
 
 
+_HOST_WITH_PORT = re.compile(r"(?:\[[^\]]*\]|[^:/\[\]]+):[0-9]+")  # h:5432 or [::1]:5432, not ::1 or a socket
+
+
 def parse_url(url: str, variable: str) -> URL:
     try:
         parsed = make_url(url)
@@ -27,6 +31,12 @@ def parse_url(url: str, variable: str) -> URL:
     if parsed.drivername == "postgresql":
         # SQLAlchemy 2.1 takes psycopg 3 for a bare postgresql://; the stages ship psycopg2
         parsed = parsed.set(drivername="postgresql+psycopg2")
+    hosts = parsed.query.get("host", ())
+    for host in (hosts,) if isinstance(hosts, str) else hosts:
+        if _HOST_WITH_PORT.fullmatch(host):
+            # psycopg2 takes it; libpq's own tools (pg_dump, ADBC's COPY) read it as a host name
+            raise ConfigError(f"{variable}: give the port as port=… or in host:port before the database, "
+                              "not inside the host parameter")
     return parsed
 
 
@@ -50,6 +60,8 @@ def connect(url: str, variable: str, purpose: str, *, must_exist: bool = True) -
         engine = sa.create_engine(parsed, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             _sqlite_pragmas(engine)  # before the first connection, which the pool keeps
+        elif is_postgres(engine):
+            _session_settings(engine)
         with engine.connect():
             pass
     except (NoSuchModuleError, ImportError):  # an unknown dialect, or a known one whose driver is not installed
@@ -59,6 +71,26 @@ def connect(url: str, variable: str, purpose: str, *, must_exist: bool = True) -
         raise ConfigError(f"cannot connect to the {purpose} ({safe_url(parsed)}): "
                           f"{one_line(redact(str(exc.orig), (parsed.password or '',)))}") from None
     return engine
+
+
+# Settings of every PostgreSQL session of the stages, whatever the server's or the database's:
+# - UTC: a source column without a time zone is then read as UTC by every stage alike (the extract's
+#   COPY compares it with UTC literals; a timestamptz parameter was converted in the session's zone,
+#   and validate counted another day than the extract had staged)
+# - no idle-in-transaction limit: a stage's transaction waits, idle, by design while other
+#   connections work for it (the load's day while the readings are copied and indexed, the
+#   backup's snapshot while pg_dump reads it); a limit meant for forgotten sessions ended them
+_SESSION_SETTINGS = ("SET TIME ZONE 'UTC'", "SET idle_in_transaction_session_timeout = 0")
+
+
+def _session_settings(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - trivial
+        cursor = dbapi_conn.cursor()
+        for statement in _SESSION_SETTINGS:
+            cursor.execute(statement)
+        cursor.close()
+        dbapi_conn.commit()  # a session setting made in a transaction that rolled back would be undone
 
 
 def _sqlite_pragmas(engine: Engine) -> None:

@@ -6,6 +6,7 @@ import logging
 
 from biometrics_core import db, schemas, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
+from biometrics_core.errors import ConfigError
 from biometrics_core.manifest import RunManifest, required_upstream_manifest, upstream_manifest
 
 from . import loader
@@ -18,7 +19,13 @@ main = stage_group("load", "Load stage of the BIOMETRICS ETL.")
 
 
 def _warehouse(url: str | None = None):
-    return db.connect(url or settings.warehouse_url(), "BIOMETRICS_WAREHOUSE_URL", "warehouse", must_exist=False)
+    engine = db.connect(url or settings.warehouse_url(), "BIOMETRICS_WAREHOUSE_URL", "warehouse", must_exist=False)
+    if db.is_postgres(engine) and engine.dialect.driver != "psycopg2":
+        # the day's COPY streams through psycopg2's copy_expert; refused before anything is migrated
+        engine.dispose()
+        raise ConfigError(f"BIOMETRICS_WAREHOUSE_URL: the load needs the psycopg2 driver "
+                          f"(postgresql+psycopg2:// or postgresql://), not {engine.dialect.driver}")
+    return engine
 
 
 @stage_command(main, "migrate", help="Create or upgrade the warehouse schema (idempotent).", dated=False, staged=False)

@@ -92,8 +92,23 @@ def _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_
     counts = LoadCounts()
     partition = warehouse.partition_name(day)
     building = warehouse.building_table(day, own.run_id)
+    try:
+        _load_postgres_day(engine, day, data, batch_size, own, finish, maintenance_work_mem, counts, partition,
+                           building)
+    except BaseException:
+        # the built table is committed apart from the day's transaction: a failure at the swap (or
+        # after it, before the commit) left it behind, a day's worth of rows (nothing once swapped in)
+        _drop_quietly(engine, building)
+        raise
+    _analyze_rewritten(engine)
+    return counts
+
+
+def _load_postgres_day(engine, day, data, batch_size, own, finish, maintenance_work_mem, counts: LoadCounts,
+                       partition: str, building: str) -> None:
     with engine.begin() as conn:  # the day's transaction: readers see nothing of the load before its commit
         _timed(conn, "SET LOCAL lock_timeout = '5min'")
+        _require_owner(conn)
         # one load of a day at a time: a second one waits here, then replaces the first one's day
         _timed(conn, f"SELECT pg_advisory_xact_lock({warehouse.DAY_LOCK})", warehouse.day_lock(day))
         # the index builds' sort memory, tried here first: a value the server refuses stops the load
@@ -114,8 +129,16 @@ def _load_postgres(engine, day, data, batch_size, own, finish, maintenance_work_
                 raise
         counts.replaced_readings = _swap_in(conn, day, building, partition)
         _record(conn, data, own, counts, finish)
-    _analyze_rewritten(engine)
-    return counts
+
+
+def _require_owner(conn: sa.Connection) -> None:
+    """ATTACH and DETACH PARTITION need the partitioned table's owner: a role that is not would copy
+    and index the whole day before the swap refused it, on every retry."""
+    if not _timed(conn, "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = "
+                        f"to_regclass('{warehouse.READINGS_TABLE}')").scalar():
+        raise ConfigError(f"the warehouse role {conn.execute(sa.text('SELECT current_user')).scalar()!r} does not "
+                          f"own {warehouse.READINGS_TABLE} (or a member of its owner): swapping a day's partition in "
+                          "needs it; load as the role that ran biometrics-load migrate")
 
 
 def _analyze_rewritten(engine: sa.Engine) -> None:
