@@ -306,3 +306,45 @@ def test_a_role_that_may_not_read_the_source_is_a_configuration_error(postgres_s
     result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s")])
     assert result.exit_code == 2, result.output
     assert "permission denied for table raw_biometric_data" in result.output and "noread-pw" not in result.output
+
+
+@pytest.mark.postgres
+def test_a_postgres_source_of_other_column_types_breaks_its_schema(postgres_server, tmp_path, monkeypatch):
+    """Text ids that are not numbers: exit 2 naming the column, as on SQLite (was Arrow's error, exit 1)."""
+    import sqlalchemy as sa
+    url = postgres_server.create_database("extract_text_ids")
+    sample.write_source(url, _source_table())
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE raw_biometric_data ALTER reading_id TYPE text"))
+        conn.execute(sa.text("UPDATE raw_biometric_data SET reading_id = 'a1b2' WHERE reading_id = '1'"))
+    engine.dispose()
+    monkeypatch.setenv("BIOMETRICS_DB_URL", url)
+    result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s")])
+    assert result.exit_code == 2, result.output
+    assert "the source's raw_biometric_data breaks its schema (column reading_id" in result.output
+    assert not (tmp_path / "s" / schemas.EXTRACT_READINGS).exists()
+
+
+@pytest.mark.postgres
+def test_text_of_a_sql_ascii_source_that_is_not_utf8(postgres_server, tmp_path, monkeypatch):
+    """A SQL_ASCII database hands its bytes over as they are: the extract staged them (exit 0) and
+    the transform could not read its input (exit 1), on every retry."""
+    import sqlalchemy as sa
+    admin = sa.create_engine(postgres_server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text('DROP DATABASE IF EXISTS "extract_sql_ascii" WITH (FORCE)'))
+        conn.execute(sa.text("CREATE DATABASE extract_sql_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' "
+                             "TEMPLATE template0"))
+    admin.dispose()
+    url = postgres_server.url_for("extract_sql_ascii")
+    sample.write_source(url, _source_table())
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE raw_biometric_data SET device_id = convert_from('\\x6465762de9'::bytea, "
+                             "'SQL_ASCII') WHERE reading_id = 1"))
+    engine.dispose()
+    monkeypatch.setenv("BIOMETRICS_DB_URL", url)
+    result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s")])
+    assert result.exit_code == 2, result.output
+    assert "breaks its schema (column device_id" in result.output

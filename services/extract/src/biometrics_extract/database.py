@@ -50,10 +50,27 @@ WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": ["source", "metric_typ
                                      for name in ("reading_id", "user_id", "created_at", "ingested_at")}}
 
 
-def _with_source(batch: pa.RecordBatch) -> pa.RecordBatch:
-    arrays = [batch.column(name).cast(READINGS.field(name).type) for name in SOURCE_COLUMNS]
+def _with_source(batch: pa.RecordBatch, check_text: bool = False) -> pa.RecordBatch:
+    """The batch in the staged schema. ``check_text``: the source's text may not be UTF-8 (a
+    SQL_ASCII database hands its bytes over as they are), and the transform could not read it."""
+    arrays = []
+    for name in SOURCE_COLUMNS:
+        column = batch.column(name)
+        try:  # a column of another type than the contract's (text ids, say) is the source's to fix
+            column = column.cast(READINGS.field(name).type)
+            if check_text and pa.types.is_string(column.type):
+                column.validate(full=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise _breaks_schema(f"column {name}: {str(exc).splitlines()[0][:200]}") from None
+        arrays.append(column)
     arrays.append(pa.repeat(_SOURCE, batch.num_rows))
     return pa.RecordBatch.from_arrays(arrays, schema=READINGS)
+
+
+def _text_may_not_be_utf8(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT pg_encoding_to_char(encoding) FROM pg_database "
+                                    "WHERE datname = current_database()")).scalar() == "SQL_ASCII"
 
 
 def stage_day(engine: Engine, day: dt.date, batch_size: int, out_dir: Path, connections: int = 1) -> int:
@@ -67,12 +84,13 @@ def stage_day(engine: Engine, day: dt.date, batch_size: int, out_dir: Path, conn
     if not db.is_postgres(engine):
         return _write(out_dir / "part-database.parquet", _read_generic(engine, day, batch_size), batch_size)
     start, end = day_window(day)
+    check_text = _text_may_not_be_utf8(engine)
     step = (end - start) / connections
     slices = [(start + i * step, end if i == connections - 1 else start + (i + 1) * step)
               for i in range(connections)]
     with ThreadPoolExecutor(max_workers=connections) as pool:
         parts = [pool.submit(_write, out_dir / f"part-database-{i:02d}.parquet",
-                             _read_postgres(engine, lo, hi, batch_size), batch_size)
+                             _read_postgres(engine, lo, hi, batch_size, check_text), batch_size)
                  for i, (lo, hi) in enumerate(slices)]
         return sum(part.result() for part in parts)
 
@@ -93,7 +111,7 @@ def _write(path: Path, batches: Iterator[pa.RecordBatch], batch_size: int) -> in
 
 
 def _read_postgres(engine: Engine, start: dt.datetime, end: dt.datetime,
-                   batch_size: int) -> Iterator[pa.RecordBatch]:
+                   batch_size: int, check_text: bool) -> Iterator[pa.RecordBatch]:
     """ADBC's PostgreSQL driver runs ``COPY … TO STDOUT (FORMAT binary)`` and decodes it into Arrow
     in C: no text formatting on the server, no parsing in Python."""
     import adbc_driver_postgresql.dbapi as adbc
@@ -107,7 +125,7 @@ def _read_postgres(engine: Engine, start: dt.datetime, end: dt.datetime,
         cursor.adbc_statement.set_options(**{StatementOptions.BATCH_SIZE_HINT_BYTES.value: str(batch_size * 70)})
         cursor.execute(select)
         for batch in cursor.fetch_record_batch():
-            yield _with_source(batch)
+            yield _with_source(batch, check_text)
 
 
 def _read_generic(engine: Engine, day: dt.date, batch_size: int) -> Iterator[pa.RecordBatch]:
