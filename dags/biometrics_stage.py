@@ -183,11 +183,13 @@ _SYSTEM_FOLDERS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", 
 def _check_host_folder(folder: str, name: str, text: str) -> None:
     """A file:// staging folder is bind-mounted, writable, into every stage's container."""
     parts = folder.split("/")
-    if ".." in parts or "." in parts:
-        raise ValueError(f"Variable {name} {text!r}: give the folder's path without '.' or '..'")
-    system = next((f for f in _SYSTEM_FOLDERS if folder == f or folder.startswith(f + "/")), None)
-    if system or folder == "/var":
-        raise ValueError(f"Variable {name} {text!r}: {system or folder} is a system folder of the Docker host; "
+    if ".." in parts or "." in parts or "" in parts[1:]:  # '//etc' is /etc to the engine
+        raise ValueError(f"Variable {name} {text!r}: give the folder's path without '.', '..' or '//'")
+    # a system folder, a folder in one, or one that holds one (/var holds /var/lib/docker)
+    system = next((f for f in _SYSTEM_FOLDERS
+                   if folder == f or folder.startswith(f + "/") or f.startswith(folder + "/")), None)
+    if system:
+        raise ValueError(f"Variable {name} {text!r}: {folder} is or holds a system folder of the Docker host; "
                          "give a folder of its own, such as /srv/biometrics/staging")
 
 

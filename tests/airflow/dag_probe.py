@@ -145,7 +145,8 @@ def main(out: str, logical_dates: list[str]) -> None:
                                   for value in (None, "", "  ", " s3://bucket/staging/ ", "s3://", "s3:/bucket",
                                                 "file:///srv/staging/", "file://localhost/srv/st", "file://host/x", "file:///etc",
                                                 "file://localhost/proc/1", "file:///srv/%2e%2e/etc", "file:///var/run",
-                                                "file:///var/lib/biometrics/staging",
+                                                "file:///var/lib/biometrics/staging", "file:////etc",
+                                                "file:///%2Fetc", "file:///var/lib", "file:///var//lib/docker",
                                                 "/srv/staging", "relative/x", "file:///", "file:///a?b=1", "s3://bucket/team#7")}
     result["stage_settings"] = {repr(value): _outcome(stage_settings, value) for value in (
         None, " ", '{"BIOMETRICS_MEMORY_LIMIT": " 1GB ", "BIOMETRICS_THREADS": 2}', "{", "[]",

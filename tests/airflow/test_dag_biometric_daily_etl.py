@@ -190,9 +190,10 @@ def test_staging_locations_the_containers_can_share(parsed):
     for refused in ("'file:///a?b=1'", "'s3://bucket/team#7'"):
         assert "cannot hold a raw '?' or '#'" in outcomes[refused]["error"], refused
     # bind-mounted writable into every container: not the host's own folders
-    for refused in ("'file:///etc'", "'file://localhost/proc/1'", "'file:///var/run'"):
-        assert "is a system folder of the Docker host" in outcomes[refused]["error"], refused
-    assert "without '.' or '..'" in outcomes["'file:///srv/%2e%2e/etc'"]["error"]
+    for refused in ("'file:///etc'", "'file://localhost/proc/1'", "'file:///var/run'", "'file:///var/lib'"):
+        assert "is or holds a system folder of the Docker host" in outcomes[refused]["error"], refused
+    for refused in ("'file:///srv/%2e%2e/etc'", "'file:////etc'", "'file:///%2Fetc'", "'file:///var//lib/docker'"):
+        assert "without '.', '..' or '//'" in outcomes[refused]["error"], refused
     assert outcomes["'file:///var/lib/biometrics/staging'"] == {"value": "file:///var/lib/biometrics/staging"}
 
 
