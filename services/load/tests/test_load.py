@@ -495,3 +495,28 @@ def test_a_load_role_that_does_not_own_the_readings_is_refused_before_the_copy(p
     assert "does not own biometric_readings" in result.stderr and "copying readings" not in result.stderr
     assert _readings_tables(engine) == {"biometric_readings"}
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_member_of_the_owner_role_loads_partitions_the_owner_owns(postgres_server, tmp_path):
+    """A day loaded by a member of the owner's role was that member's partition: the owner's next
+    reload copied the whole day and failed at the swap, and its backup could not read the day."""
+    urls, env = _postgres_day(postgres_server, "member", tmp_path)
+    engine = sa.create_engine(urls[1], isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for role in ("load_member", "load_owner"):
+            conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+        conn.execute(sa.text("CREATE ROLE load_owner LOGIN PASSWORD 'owner-pw'"))
+        conn.execute(sa.text("CREATE ROLE load_member LOGIN PASSWORD 'member-pw' IN ROLE load_owner"))
+        conn.execute(sa.text(f"ALTER DATABASE {sa.engine.make_url(urls[1]).database} OWNER TO load_owner"))
+        conn.execute(sa.text("ALTER SCHEMA public OWNER TO load_owner"))
+    as_role = {role: sa.engine.make_url(urls[1]).set(username=role, password=f"{role.split('_')[1]}-pw")
+               .render_as_string(hide_password=False) for role in ("load_owner", "load_member")}
+    run_stage("load", "migrate", env={"BIOMETRICS_WAREHOUSE_URL": as_role["load_owner"]})
+    for role in ("load_member", "load_owner"):
+        _load(DAY, tmp_path, {**env, "BIOMETRICS_WAREHOUSE_URL": as_role[role]})
+        with engine.connect() as conn:
+            owner = conn.execute(sa.text("SELECT pg_get_userbyid(relowner) FROM pg_class "
+                                         "WHERE relname = 'biometric_readings_p20260105'")).scalar()
+        assert owner == "load_owner", role
+    engine.dispose()

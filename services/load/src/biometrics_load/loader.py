@@ -215,6 +215,10 @@ def _swap_in(conn: sa.Connection, day: dt.date, building: str, partition: str) -
         replaced = _timed(conn, f"SELECT count(*) FROM {partition}").scalar()
         _timed(conn, f"ALTER TABLE {parent} DETACH PARTITION {partition}")
         _timed(conn, f"DROP TABLE {partition}")
+    # the partition belongs to the partitioned table's owner, also when a member of that role (or a
+    # superuser) loads: a partition of the loader's own refused the owner's next reload and pg_dump
+    _timed(conn, f"DO $$ BEGIN EXECUTE format('ALTER TABLE {building} OWNER TO %I', (SELECT pg_get_userbyid(relowner) "
+                 f"FROM pg_class WHERE oid = to_regclass('{parent}'))); END $$")
     _timed(conn, f"ALTER TABLE {building} RENAME TO {partition}")
     _timed(conn, f"ALTER TABLE {parent} ATTACH PARTITION {partition} "
            f"FOR VALUES FROM ('{day}') TO ('{day + dt.timedelta(days=1)}')")
