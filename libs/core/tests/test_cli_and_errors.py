@@ -148,11 +148,14 @@ def test_row_values_in_database_errors_are_left_out_of_messages_and_logs():
              "CONTEXT:  COPY daily_metrics, line 1")
     duplicate = ('duplicate key value violates unique constraint "k"\n'
                  "DETAIL:  Key (created_at, user_id)=(2026-01-05 04:10:13+00, 131) already exists.")
-    for text in (error, duplicate, " ".join(error.split("\n"))):
+    german = "FEHLER:  doppelter Schlüsselwert\nDETAIL:  Schlüssel »(id)=(131)« existiert bereits."
+    for text in (duplicate, " ".join(error.split("\n")), german):
         cleaned = redact(text)
-        assert "131" not in cleaned and "84.15" not in cleaned and "second line" not in cleaned, cleaned
-        assert "the row's values are left out" in cleaned
-    assert redact(error).endswith("CONTEXT:  COPY daily_metrics, line 1")
+        assert "131" not in cleaned and "84.15" not in cleaned, cleaned
+        assert "left out: it may quote a row's values" in cleaned
+    # to the end of its line: what follows (the context, a traceback's next frames) stays
+    assert redact(error + "\nThe above exception was the direct cause").endswith(
+        "CONTEXT:  COPY daily_metrics, line 1\nThe above exception was the direct cause")
     record = logging.LogRecord("x", logging.DEBUG, __file__, 1, "traceback", None,
                                (RuntimeError, RuntimeError(error), None))
     formatted = logs._RedactingFormatter("%(message)s").format(record)

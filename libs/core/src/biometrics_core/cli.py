@@ -107,7 +107,11 @@ _CONFIGURATION_SQLSTATES = ("42501", "28P01", "28000")
 
 def _database_error(orig: BaseException) -> tuple[str, int]:
     code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
-    return f"database error: {orig}", EXIT_USAGE if code in _CONFIGURATION_SQLSTATES else EXIT_FAILED
+    message = str(orig)
+    detail = getattr(getattr(orig, "diag", None), "message_detail", None)
+    if detail:  # the detail as the server sent it, in any language and over any lines (see redact)
+        message = message.replace(detail, "(left out: it may quote a row's values)")
+    return f"database error: {message}", EXIT_USAGE if code in _CONFIGURATION_SQLSTATES else EXIT_FAILED
 
 
 def _classify(exc: BaseException) -> tuple[str, int]:

@@ -9,10 +9,12 @@ import re
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>\S*)@")
 # libpq also takes the password as a query parameter: postgresql:///db?host=h&password=...
 _QUERY_PASSWORD = re.compile(r"(?P<key>[?&](?:ssl)?password=)(?P<pw>[^&\s]*)", re.IGNORECASE)
-# PostgreSQL quotes a row's values in an error's DETAIL ("Failing row contains (...)", "Key (...)=(...)
-# already exists"): readings are health data, and messages and logs leave the warehouse. The detail
-# runs to the error's next field (CONTEXT:, HINT:) or its end, since a value may hold a newline.
-_ROW_DETAIL = re.compile(r"DETAIL:  (?:Failing row contains|Key \().*?(?=\n[A-Z]+:  |\Z)", re.S)
+# PostgreSQL quotes a row's or a key's values in an error's DETAIL ("Failing row contains (...)", "Key
+# (...)=(...) already exists", in the server's language): readings are health data, and messages and
+# logs leave the warehouse. Every DETAIL field goes, to the end of its line (the stage's CLI also
+# takes the driver's own copy of the detail out of a message, whatever its lines).
+_ROW_DETAIL = re.compile(r"DETAIL:  [^\n]*")
+LEFT_OUT = "DETAIL:  (left out: it may quote a row's values)"
 _SECRET_ENV_VARS = ("BIOMETRICS_DB_URL", "BIOMETRICS_WAREHOUSE_URL", "BIOMETRICS_RESTORE_TARGET_URL",
                     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
 
@@ -34,7 +36,7 @@ def _secret_values() -> list[str]:
 def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
     """Return text with URL passwords and the values of secret variables masked, and the row values
     of PostgreSQL's error details left out."""
-    text = _ROW_DETAIL.sub("DETAIL:  (the row's values are left out)", text)
+    text = _ROW_DETAIL.sub(LEFT_OUT, text)
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
     text = _QUERY_PASSWORD.sub(lambda m: f"{m.group('key')}***", text)
     for secret in [*_secret_values(), *extra_secrets]:
