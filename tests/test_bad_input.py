@@ -124,6 +124,9 @@ def test_a_staging_path_of_another_day(tmp_path, sqlite_source):
     _one_line_error(result, "-readings.json is for 2026-01-05, not 2026-01-09", "give each day its own staging path")
     assert sorted(p.relative_to(staging) for p in (tmp_path / "staging").rglob("*")) == written
     assert not (tmp_path / "wh.db").exists()
+    # a manifest of the day cut short (a full disk while it was written) does not stop the day's rerun
+    (tmp_path / "staging" / "manifests" / "transform-readings.json").write_text("")
+    run_stage("extract", "readings", "--date", str(DAY), "--staging-path", staging, env=env)
 
 
 def test_missing_staging_input(tmp_path):

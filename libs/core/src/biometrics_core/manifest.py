@@ -94,7 +94,10 @@ def refuse_another_days_staging(staging: "Staging", day: dt.date) -> None:
     otherwise replace that day's staged run with this one's (and read the vendors' inbox below it),
     and every later stage, finding this day's manifests, would take it for a good run."""
     for rel in staging.list_files("manifests", (".json",)):
-        payload = staging.read_json(rel)
+        try:
+            payload = staging.read_json(rel)
+        except InputError:  # a manifest cut short (a full disk while it was written): its stage's rerun mends it
+            continue
         date = payload.get("date") if isinstance(payload, dict) else None
         if date is not None and date != day.isoformat():
             raise InputError(f"{staging.uri(rel)} is for {date}, not {day}: the staging path holds another "

@@ -54,11 +54,16 @@ def _s3_filesystem() -> pafs.S3FileSystem:
 def scratch_dir(base: Path | None = None, prefix: str = "biometrics-") -> Iterator[Path]:
     """A private local directory under ``base`` (default ``BIOMETRICS_WORK_DIR`` or the temp dir)."""
     base = Path(base or settings.get("BIOMETRICS_WORK_DIR") or tempfile.gettempdir())
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=f"{prefix}{uuid.uuid4().hex[:8]}-", dir=base))
-    except OSError as exc:
-        raise ConfigError(f"cannot create a work directory under {base}: {exc.strerror}") from None
+    for attempt in range(3):
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(prefix=f"{prefix}{uuid.uuid4().hex[:8]}-", dir=base))
+            break
+        except FileNotFoundError:  # another run removed the (empty) base between the two: make it again
+            if attempt == 2:
+                raise ConfigError(f"cannot create a work directory under {base}: it keeps disappearing") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot create a work directory under {base}: {exc.strerror}") from None
     try:
         yield path
     finally:
