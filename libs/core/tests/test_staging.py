@@ -129,3 +129,20 @@ def test_a_killed_runs_work_directory_is_removed_a_day_later(tmp_path):
     with staging.workdir() as path:
         assert path.parent == work
     assert not abandoned.exists() and recent.exists()  # a run that may still be going is left alone
+
+
+def test_a_work_folder_whose_parent_another_run_removed_meanwhile(tmp_path, monkeypatch):
+    """Another run's cleanup removes the shared, empty .work between this run's mkdir and mkdtemp."""
+    import os
+    import tempfile
+    real_mkdtemp, calls = tempfile.mkdtemp, []
+
+    def mkdtemp_after_a_cleanup(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.rmdir(kwargs["dir"])  # what the other run's `finally: base.rmdir()` does
+        return real_mkdtemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_after_a_cleanup)
+    with Staging(str(tmp_path / "stage")).workdir() as work:
+        assert work.is_dir() and len(calls) == 2
