@@ -122,7 +122,7 @@ def test_staging_that_cannot_be_read_stops_the_purge_before_the_warehouse(sqlite
     assert tools.content(sqlite_warehouse.url) == before
 
 
-@pytest.mark.parametrize("where", ["folder", "bucket"])
+@pytest.mark.parametrize("where", ["folder", "bucket", "prefix"])
 def test_a_staging_path_that_does_not_exist_stops_the_purge_before_the_warehouse(sqlite_warehouse, tools, tmp_path,
                                                                                  where, request):
     """A mistyped folder or bucket: the warehouse was purged and every old backup kept, exit 0."""
@@ -130,11 +130,17 @@ def test_a_staging_path_that_does_not_exist_stops_the_purge_before_the_warehouse
     env = {}
     if where == "folder":
         staging = str(tmp_path / "mistyped")
-    else:
+    elif where == "bucket":
         env = request.getfixturevalue("s3_env").env()
         staging = "s3://no-such-staging-bucket/pipeline"
+    else:  # a prefix of an existing bucket that holds nothing
+        s3 = request.getfixturevalue("s3_env")
+        s3.create_bucket("purge-typo")
+        s3.client().put_object(Bucket="purge-typo", Key="staging/2026-01-01/x", Body=b"x")
+        env, staging = s3.env(), "s3://purge-typo/stagin"
     out = sqlite_warehouse.backup("purge", "--date", tools.DAY.isoformat(), "--retention-days", "1",
                                   "--staging-path", staging, env=env)
-    assert out.exit_code == 2 and f"the {where} does not exist; nothing was purged" in out.error_line, out.stderr
+    expected = "holds nothing (a mistyped prefix?)" if where == "prefix" else f"the {where} does not exist"
+    assert out.exit_code == 2 and expected in out.error_line and "nothing was purged" in out.error_line, out.stderr
     assert tools.content(sqlite_warehouse.url) == before
     assert not (tmp_path / "mistyped").exists()

@@ -124,6 +124,13 @@ class Staging:
         except OSError as exc:
             raise InputError(f"cannot read {self.uri()}: {one_line(redact(str(exc)))}") from None
 
+    def holds_nothing(self) -> bool:
+        """Whether nothing at all is below this location (on S3: no object under its prefix)."""
+        try:
+            return not self.fs.get_file_info(pafs.FileSelector(self.root, recursive=False, allow_not_found=True))
+        except OSError as exc:
+            raise InputError(f"cannot list staging {self.uri()}: {one_line(redact(str(exc)))}") from None
+
     # -- paths -------------------------------------------------------------------------------
     def path(self, rel: str = "") -> str:
         rel = rel.strip("/")
