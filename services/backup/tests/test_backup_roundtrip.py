@@ -371,3 +371,17 @@ def test_a_client_tool_failure_names_its_error_not_the_statement(tmp_path):
                    "Command was: CREATE TABLE public.alembic_version (\n    version_num character varying(32) NOT NULL\n);\n")
     failure = dump_postgres._failure("pg_restore", 1, log, "postgresql+psycopg2://u:pw@h/db")
     assert "permission denied for schema public" in str(failure) and "version_num" not in str(failure)
+
+
+def test_a_forced_restore_refuses_to_drop_what_depends_on_the_replaced_tables(pg_warehouse, pg_targets, tools):
+    """A view on a replaced table went with the set-aside table's DROP … CASCADE, exit 0, without a word."""
+    _create(pg_warehouse, tools)
+    target = pg_targets.empty()
+    _sql(target, "CREATE TABLE daily_metrics (user_id bigint, value float)",
+         "CREATE VIEW dashboard AS SELECT user_id, avg(value) FROM daily_metrics GROUP BY 1")
+    before = tools.content(target)
+    out = _restore(pg_warehouse, tools, target, "--force")
+    assert out.exit_code == 2 and "would drop what depends on" in out.error_line and "view dashboard" in out.error_line
+    assert tools.content(target) == before
+    assert tools.scalar(target, "SELECT count(*) FROM pg_views WHERE viewname = 'dashboard'") == 1
+    assert tools.scalar(target, "SELECT count(*) FROM pg_namespace WHERE nspname = :s", s=dump_postgres.ASIDE_SCHEMA) == 0

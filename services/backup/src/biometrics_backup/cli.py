@@ -42,7 +42,8 @@ def create(run: StageRun):
 @click.option("--force", is_flag=True, help=(
     "Restore into a non-empty target, replacing the tables the backup holds. SQLite: the whole file, in one "
     "step. PostgreSQL: the target's tables are moved into the schema biometrics_restore_previous first, dropped "
-    "once the restored tables are verified, and moved back if the restore or its verification fails."))
+    "once the restored tables are verified, and moved back if the restore or its verification fails; a view or "
+    "foreign key that depends on them is refused (it would be dropped with them)."))
 def restore(run: StageRun, source: str | None, target_url: str | None, force: bool):
     return backup.restore(run, source, target_url, force)
 

@@ -147,6 +147,7 @@ def set_aside(engine: sa.Engine, tables: list[str]) -> list[tuple[str, str]]:
         if conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": ASIDE_SCHEMA}).first():
             raise ConfigError(f"the restore target has a schema {ASIDE_SCHEMA}: an interrupted restore left the "
                               "tables it replaced there; keep what you need of it, drop it, and restore again")
+        _refuse_dependents(conn, preparer, tables)
         conn.exec_driver_sql(f"CREATE SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
         for key in tables:
             schema, _, name = key.rpartition(".")
@@ -165,6 +166,35 @@ def set_aside(engine: sa.Engine, tables: list[str]) -> list[tuple[str, str]]:
             conn.exec_driver_sql(f"DROP SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
     log.info("set %d existing tables of the target aside in schema %s", len(moved), ASIDE_SCHEMA)
     return moved
+
+
+# Objects outside the tables set aside that depend on them: the set-aside tables are dropped with
+# CASCADE once the restored ones are verified, and these would go with them, without a word
+_DEPENDENTS = """
+    SELECT DISTINCT CASE c.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END || c.oid::regclass::text
+    FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+    JOIN pg_class c ON c.oid = r.ev_class
+    WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY(CAST(:oids AS oid[])) AND c.oid <> ALL(CAST(:oids AS oid[]))
+    UNION
+    SELECT 'foreign key ' || quote_ident(con.conname) || ' of ' || con.conrelid::regclass::text FROM pg_constraint con
+    WHERE con.contype = 'f' AND con.confrelid = ANY(CAST(:oids AS oid[])) AND con.conrelid <> ALL(CAST(:oids AS oid[]))
+    ORDER BY 1
+"""
+
+
+def _refuse_dependents(conn: sa.Connection, preparer, tables: list[str]) -> None:
+    """ConfigError if anything but the backup's own tables depends on the target's tables it holds."""
+    oids = []
+    for key in tables:
+        schema, _, name = key.rpartition(".")
+        oids += conn.execute(sa.text(
+            "SELECT to_regclass(:t)::oid UNION ALL SELECT relid::oid FROM pg_partition_tree(to_regclass(:t)) "
+            "WHERE level > 0"), {"t": _qualified(preparer, schema or "public", name)}).scalars().all()
+    oids = [oid for oid in oids if oid is not None]
+    dependents = conn.execute(sa.text(_DEPENDENTS), {"oids": oids}).scalars().all() if oids else []
+    if dependents:
+        raise ConfigError(f"--force would drop what depends on the target's tables that the backup replaces: "
+                          f"{', '.join(dependents[:10])}; drop or save them first, or restore into an empty database")
 
 
 def discard_aside(engine: sa.Engine) -> None:
