@@ -206,8 +206,10 @@ def source_metadata() -> tuple[sa.MetaData, sa.Table]:
 
 
 def write_source(url: str, table: pa.Table, *, replace: bool = False) -> int:
-    """Create ``raw_biometric_data`` (the app's table) if needed and insert the rows."""
-    engine = sa.create_engine(url)
+    """Create ``raw_biometric_data`` (the app's table) if needed and insert the rows. The URL is read
+    as the stages read it (a bare ``postgresql://`` is psycopg2's)."""
+    from biometrics_core.db import parse_url
+    engine = sa.create_engine(parse_url(url, "--db-url"))
     metadata, source = source_metadata()
     with engine.begin() as conn:
         if replace:
