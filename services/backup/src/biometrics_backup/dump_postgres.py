@@ -136,34 +136,43 @@ def _qualified(preparer, schema: str, name: str) -> str:
     return f"{preparer.quote_schema(schema)}.{preparer.quote(name)}"
 
 
+def _manifest_table(preparer, key: str) -> str:
+    """The quoted name of a manifest table (``name`` in public, or ``schema.name``)."""
+    schema, _, name = key.rpartition(".")
+    return _qualified(preparer, schema or "public", name)
+
+
+def _table_trees(conn: sa.Connection, preparer, tables: list[str]) -> list[tuple[int, str, str]]:
+    """(oid, schema, name) of each given manifest table the target has, then of its partitions
+    (pg_partition_tree lists nothing for a plain table), each once."""
+    found: list[tuple[int, str, str]] = []
+    for key in tables:
+        found += [tuple(row) for row in conn.execute(sa.text(
+            "SELECT c.oid, n.nspname, c.relname FROM (SELECT to_regclass(:t) AS relid UNION ALL "
+            "SELECT relid FROM pg_partition_tree(to_regclass(:t)) WHERE level > 0) t "
+            "JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace"),
+            {"t": _manifest_table(preparer, key)})]
+    return list(dict.fromkeys(found))
+
+
 def set_aside(engine: sa.Engine, tables: list[str]) -> list[tuple[str, str]]:
     """Move the given manifest tables (``name`` or ``schema.name``) that the target has, with all their
     partitions, into ``ASIDE_SCHEMA``, in one transaction: ``--force`` makes room for the backup's
     tables without losing the target's if the restore fails. Returns the (schema, name) moved.
     (``pg_restore --clean`` cannot do it: it fails on the inherited constraints of partitions.)"""
     preparer = engine.dialect.identifier_preparer
-    moved: list[tuple[str, str]] = []
     with engine.begin() as conn:
         if conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": ASIDE_SCHEMA}).first():
             raise ConfigError(f"the restore target has a schema {ASIDE_SCHEMA}: an interrupted restore left the "
                               "tables it replaced there; keep what you need of it, drop it, and restore again")
-        _refuse_dependents(conn, preparer, tables)
-        conn.exec_driver_sql(f"CREATE SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
-        for key in tables:
-            schema, _, name = key.rpartition(".")
-            # the table itself, then its partitions (pg_partition_tree lists nothing for a plain table)
-            tree = conn.execute(sa.text(
-                "SELECT n.nspname, c.relname FROM (SELECT to_regclass(:t) AS relid UNION ALL "
-                "SELECT relid FROM pg_partition_tree(to_regclass(:t)) WHERE level > 0) t "
-                "JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace"),
-                {"t": _qualified(preparer, schema or "public", name)}).all()
-            for table in tree:
-                if tuple(table) not in moved:
-                    conn.exec_driver_sql(f"ALTER TABLE {_qualified(preparer, *table)} "
-                                         f"SET SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
-                    moved.append(tuple(table))
-        if not moved:  # none of the backup's tables is there: an empty schema would read as an interrupted restore
-            conn.exec_driver_sql(f"DROP SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
+        tree = _table_trees(conn, preparer, tables)
+        _refuse_dependents(conn, [oid for oid, _, _ in tree])
+        moved = [(schema, name) for _, schema, name in tree]
+        if moved:  # none of the backup's tables there: no schema, which would read as an interrupted restore
+            conn.exec_driver_sql(f"CREATE SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
+        for schema, name in moved:
+            conn.exec_driver_sql(f"ALTER TABLE {_qualified(preparer, schema, name)} "
+                                 f"SET SCHEMA {preparer.quote_schema(ASIDE_SCHEMA)}")
     log.info("set %d existing tables of the target aside in schema %s", len(moved), ASIDE_SCHEMA)
     return moved
 
@@ -182,15 +191,8 @@ _DEPENDENTS = """
 """
 
 
-def _refuse_dependents(conn: sa.Connection, preparer, tables: list[str]) -> None:
-    """ConfigError if anything but the backup's own tables depends on the target's tables it holds."""
-    oids = []
-    for key in tables:
-        schema, _, name = key.rpartition(".")
-        oids += conn.execute(sa.text(
-            "SELECT to_regclass(:t)::oid UNION ALL SELECT relid::oid FROM pg_partition_tree(to_regclass(:t)) "
-            "WHERE level > 0"), {"t": _qualified(preparer, schema or "public", name)}).scalars().all()
-    oids = [oid for oid in oids if oid is not None]
+def _refuse_dependents(conn: sa.Connection, oids: list[int]) -> None:
+    """ConfigError if anything but the given tables (the target's that the backup replaces) depends on them."""
     dependents = conn.execute(sa.text(_DEPENDENTS), {"oids": oids}).scalars().all() if oids else []
     if dependents:
         raise ConfigError(f"--force would drop what depends on the target's tables that the backup replaces: "
@@ -209,8 +211,7 @@ def undo_restore(engine: sa.Engine, restored: list[str], moved: list[tuple[str, 
     preparer = engine.dialect.identifier_preparer
     with engine.begin() as conn:
         for key in restored:
-            schema, _, name = key.rpartition(".")
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_qualified(preparer, schema or 'public', name)} CASCADE")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_manifest_table(preparer, key)} CASCADE")
         for schema, name in moved:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_qualified(preparer, schema, name)} CASCADE")
         for schema, name in moved:
