@@ -24,7 +24,7 @@ from . import logs, settings
 from .dates import parse_day
 from .errors import EXIT_FAILED, EXIT_USAGE, EtlError
 from .manifest import RunManifest, manifest_path
-from .redact import one_line, redact
+from .redact import ROW_VALUES_LEFT_OUT, one_line, redact
 from .staging import Staging
 
 log = logging.getLogger("biometrics")
@@ -110,7 +110,7 @@ def _database_error(orig: BaseException) -> tuple[str, int]:
     message = str(orig)
     detail = getattr(getattr(orig, "diag", None), "message_detail", None)
     if detail:  # the detail as the server sent it, in any language and over any lines (see redact)
-        message = message.replace(detail, "(left out: it may quote a row's values)")
+        message = message.replace(detail, ROW_VALUES_LEFT_OUT)
     return f"database error: {message}", EXIT_USAGE if code in _CONFIGURATION_SQLSTATES else EXIT_FAILED
 
 

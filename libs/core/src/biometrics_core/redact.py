@@ -14,7 +14,7 @@ _QUERY_PASSWORD = re.compile(r"(?P<key>[?&](?:ssl)?password=)(?P<pw>[^&\s]*)", r
 # logs leave the warehouse. Every DETAIL field goes, to the end of its line (the stage's CLI also
 # takes the driver's own copy of the detail out of a message, whatever its lines).
 _ROW_DETAIL = re.compile(r"DETAIL:  [^\n]*")
-LEFT_OUT = "DETAIL:  (left out: it may quote a row's values)"
+ROW_VALUES_LEFT_OUT = "(left out: it may quote a row's values)"  # what stands for a detail
 _SECRET_ENV_VARS = ("BIOMETRICS_DB_URL", "BIOMETRICS_WAREHOUSE_URL", "BIOMETRICS_RESTORE_TARGET_URL",
                     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
 
@@ -36,7 +36,7 @@ def _secret_values() -> list[str]:
 def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
     """Return text with URL passwords and the values of secret variables masked, and the row values
     of PostgreSQL's error details left out."""
-    text = _ROW_DETAIL.sub(LEFT_OUT, text)
+    text = _ROW_DETAIL.sub(f"DETAIL:  {ROW_VALUES_LEFT_OUT}", text)
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", text)
     text = _QUERY_PASSWORD.sub(lambda m: f"{m.group('key')}***", text)
     for secret in [*_secret_values(), *extra_secrets]:

@@ -114,6 +114,11 @@ class Staging:
         else:
             raise ConfigError(f"unsupported {what} {url!r}: use file:///path, a local path or s3://bucket/prefix")
 
+    @property
+    def container(self) -> str:
+        """What holds this location, in messages: a folder, or a bucket on S3."""
+        return "folder" if self.is_local else "bucket"
+
     def container_exists(self) -> bool:
         """Whether the folder (local) or the bucket (S3) is there. An S3 prefix exists only while
         it holds objects, so an inbox nobody has delivered to yet is only its bucket."""

@@ -99,8 +99,8 @@ def staging_to_purge(staging: Staging, cutoff: dt.date) -> list[str]:
     cannot be read (wrong credentials, say) or is not there (a mistyped folder or bucket, which would
     leave every old backup in place) stops the purge before anything is deleted."""
     if not staging.container_exists():
-        kind = "folder" if staging.is_local else "bucket"
-        raise ConfigError(f"the staging path {staging.uri()}: the {kind} does not exist; nothing was purged")
+        raise ConfigError(f"the staging path {staging.uri()}: the {staging.container} does not exist; "
+                          "nothing was purged")
     if not staging.is_local and staging.holds_nothing():  # an S3 prefix exists only while it holds objects
         raise ConfigError(f"the staging path {staging.uri()} holds nothing (a mistyped prefix?); nothing was purged")
     candidates = [f"{layout.BACKUPS_DIR}/{name}" for name in staging.list_dirs(layout.BACKUPS_DIR)]

@@ -11,6 +11,7 @@ from biometrics_core.cli import StageRun, stage_command, stage_group
 from biometrics_core.errors import ConfigError
 from biometrics_core.manifest import refuse_another_days_staging
 from biometrics_core.schemas import DATABASE_SOURCE, EXTRACT_READINGS
+from biometrics_core.source import check_source
 from biometrics_core.staging import Staging
 
 from . import database, vendor
@@ -29,8 +30,7 @@ def _inbox(run: StageRun) -> Staging:
         return run.staging.child("inbox")
     inbox = Staging(configured, "BIOMETRICS_INBOX_PATH")
     if not inbox.container_exists():
-        kind = "folder" if inbox.is_local else "bucket"
-        raise ConfigError(f"BIOMETRICS_INBOX_PATH={inbox.uri()}: the {kind} does not exist; create it "
+        raise ConfigError(f"BIOMETRICS_INBOX_PATH={inbox.uri()}: the {inbox.container} does not exist; create it "
                           "(empty is fine) or unset it for <staging path>/inbox")
     return inbox
 
@@ -42,7 +42,7 @@ def readings(run: StageRun):
     engine = db.connect(settings.source_url(), "BIOMETRICS_DB_URL", "application database")
     # the source table and the vendor files are checked before anything is written: a missing table
     # or a malformed file stops the run with nothing staged
-    database.check_source(engine)
+    check_source(engine)
     vendor_files = vendor.read_inbox(_inbox(run), run.day)
     counts: dict[str, int] = {}
     with run.staging.workdir() as work:

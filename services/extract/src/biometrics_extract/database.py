@@ -22,7 +22,7 @@ from biometrics_core import db
 from biometrics_core.dates import day_window
 from biometrics_core.errors import InputError
 from biometrics_core.schemas import DATABASE_SOURCE, READINGS
-from biometrics_core.source import SOURCE_COLUMNS, SOURCE_TABLE, check_source, on_day, source_table
+from biometrics_core.source import SOURCE_COLUMNS, SOURCE_TABLE, on_day, source_table
 
 log = logging.getLogger(__name__)
 
