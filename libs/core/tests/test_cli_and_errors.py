@@ -162,6 +162,40 @@ def test_row_values_in_database_errors_are_left_out_of_messages_and_logs():
     assert "84.15" not in formatted and "RuntimeError" in formatted
 
 
+@pytest.mark.postgres
+def test_a_detail_over_several_lines_is_left_out_of_the_message_and_a_logged_traceback(postgres_server, capsys):
+    """A refused row whose text holds a newline: the DETAIL pattern stops at the line's end, so the
+    value's next lines had stayed in a DEBUG traceback; the driver's own copy of the detail goes whole.
+    SQLAlchemy's text of the error had also quoted the statement's bound values."""
+    import logging
+
+    import sqlalchemy as sa
+
+    from biometrics_core import db, logs
+    from biometrics_core.cli import _classify
+    engine = db.connect(postgres_server.create_database("detail_lines"), "BIOMETRICS_WAREHOUSE_URL", "warehouse")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (id int, note text CHECK (note NOT LIKE '%!%'))"))
+    row = {"id": 130 + 1, "note": "first\n" + "second-line-" + "value!"}  # not as such in the traceback's source lines
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO t VALUES (:id, :note)"), row)
+    except sa.exc.DBAPIError as exc:
+        refused = exc
+    engine.dispose()
+    message, code = _classify(refused)
+    assert code == 1 and 'violates check constraint "t_note_check"' in message
+    assert "second-line-value" not in message and "left out: it may quote a row's values" in message
+    logs.configure("DEBUG")
+    try:
+        logging.getLogger("biometrics").debug("traceback", exc_info=refused)
+    finally:
+        logs.configure("INFO")
+    logged = capsys.readouterr().err
+    assert "Traceback" in logged and "t_note_check" in logged
+    assert "second-line-value" not in logged and "131" not in logged, logged
+
+
 def test_what_a_stage_writes_is_readable_by_its_owner_only(tmp_path):
     import os
     import stat

@@ -24,7 +24,7 @@ from . import logs, settings
 from .dates import parse_day
 from .errors import EXIT_FAILED, EXIT_USAGE, EtlError
 from .manifest import RunManifest, manifest_path
-from .redact import ROW_VALUES_LEFT_OUT, one_line, redact
+from .redact import leave_out_details, one_line, redact
 from .staging import Staging
 
 log = logging.getLogger("biometrics")
@@ -107,10 +107,7 @@ _CONFIGURATION_SQLSTATES = ("42501", "28P01", "28000")
 
 def _database_error(orig: BaseException) -> tuple[str, int]:
     code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
-    message = str(orig)
-    detail = getattr(getattr(orig, "diag", None), "message_detail", None)
-    if detail:  # the detail as the server sent it, in any language and over any lines (see redact)
-        message = message.replace(detail, ROW_VALUES_LEFT_OUT)
+    message = leave_out_details(str(orig), orig)
     return f"database error: {message}", EXIT_USAGE if code in _CONFIGURATION_SQLSTATES else EXIT_FAILED
 
 

@@ -57,7 +57,8 @@ def connect(url: str, variable: str, purpose: str, *, must_exist: bool = True) -
         if database not in ("", ":memory:") and not Path(database).exists():
             raise ConfigError(f"the {purpose} does not exist: {safe_url(parsed)} ({variable})")
     try:
-        engine = sa.create_engine(parsed, pool_pre_ping=True)
+        # an error's text leaves out its statement's bound values: readings are health data
+        engine = sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
         if engine.dialect.name == "sqlite":
             _sqlite_pragmas(engine)  # before the first connection, which the pool keeps
         elif is_postgres(engine):

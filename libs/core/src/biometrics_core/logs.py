@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import sys
 
-from .redact import redact
+from .redact import leave_out_details, redact
 
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        text = super().format(record)
+        if record.exc_info:  # a traceback quotes the error's detail whole, over all its lines
+            text = leave_out_details(text, record.exc_info[1])
+        return redact(text)
 
 
 def configure(level: str = "INFO") -> None:

@@ -11,8 +11,8 @@ _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:
 _QUERY_PASSWORD = re.compile(r"(?P<key>[?&](?:ssl)?password=)(?P<pw>[^&\s]*)", re.IGNORECASE)
 # PostgreSQL quotes a row's or a key's values in an error's DETAIL ("Failing row contains (...)", "Key
 # (...)=(...) already exists", in the server's language): readings are health data, and messages and
-# logs leave the warehouse. Every DETAIL field goes, to the end of its line (the stage's CLI also
-# takes the driver's own copy of the detail out of a message, whatever its lines).
+# logs leave the warehouse. Every DETAIL field goes, to the end of its line (leave_out_details also
+# takes the driver's own copy of the detail out of a message or a logged traceback, whatever its lines).
 _ROW_DETAIL = re.compile(r"DETAIL:  [^\n]*")
 ROW_VALUES_LEFT_OUT = "(left out: it may quote a row's values)"  # what stands for a detail
 _SECRET_ENV_VARS = ("BIOMETRICS_DB_URL", "BIOMETRICS_WAREHOUSE_URL", "BIOMETRICS_RESTORE_TARGET_URL",
@@ -31,6 +31,30 @@ def _secret_values() -> list[str]:
         values += [m.group("pw") for m in _URL_PASSWORD.finditer(raw)]
         values += [m.group("pw") for m in _QUERY_PASSWORD.finditer(raw)]
     return [v for v in values if len(v) >= 3]
+
+
+def server_details(exc: BaseException | None) -> tuple[str, ...]:
+    """The DETAIL texts the server sent with an exception or with any exception it chains (the
+    driver's ``diag.message_detail``, SQLAlchemy's ``orig``): as the server wrote them, in any
+    language and over any number of lines, which the DETAIL pattern cuts at the first."""
+    details, seen, pending = [], set(), [exc]
+    while pending:
+        error = pending.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        detail = getattr(getattr(error, "diag", None), "message_detail", None)
+        if detail:
+            details.append(detail)
+        pending += [getattr(error, "orig", None), error.__cause__, error.__context__]
+    return tuple(details)
+
+
+def leave_out_details(text: str, exc: BaseException | None) -> str:
+    """text with each server detail of exc (see server_details) replaced, whatever its lines."""
+    for detail in server_details(exc):
+        text = text.replace(detail, ROW_VALUES_LEFT_OUT)
+    return text
 
 
 def redact(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
