@@ -81,6 +81,16 @@ def test_redact_masks_url_passwords_and_secret_variables(monkeypatch):
     assert "etl:***@db" in text
 
 
+def test_every_secret_setting_is_masked(monkeypatch):
+    """The secret-masking list is the settings' own: AWS_ACCESS_KEY_ID, marked secret, had been left out."""
+    secret = [s.name for s in settings.SETTINGS if s.secret]
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "BIOMETRICS_RESTORE_TARGET_URL"} <= set(secret)
+    for number, name in enumerate(secret):
+        monkeypatch.setenv(name, f"Value{number}Of{name}")
+    text = redact(" ".join(f"Value{number}Of{name}" for number, name in enumerate(secret)))
+    assert set(text.split()) == {"***"}, text
+
+
 def test_redact_masks_query_passwords_and_passwords_with_an_at(monkeypatch):
     monkeypatch.setenv("BIOMETRICS_DB_URL", "postgresql+psycopg2:///db?host=h&password=Qu3ryPw&port=1")
     text = redact("cannot connect (postgresql:///db?host=h&password=Qu3ryPw&port=1); auth Qu3ryPw; "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 
+from .settings import SETTINGS
+
 # the password runs to the last '@' of the URL: one typed with an unencoded '@' is masked whole
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>\S*)@")
 # libpq also takes the password as a query parameter: postgresql:///db?host=h&password=...
@@ -15,8 +17,8 @@ _QUERY_PASSWORD = re.compile(r"(?P<key>[?&](?:ssl)?password=)(?P<pw>[^&\s]*)", r
 # takes the driver's own copy of the detail out of a message or a logged traceback, whatever its lines).
 _ROW_DETAIL = re.compile(r"DETAIL:  [^\n]*")
 ROW_VALUES_LEFT_OUT = "(left out: it may quote a row's values)"  # what stands for a detail
-_SECRET_ENV_VARS = ("BIOMETRICS_DB_URL", "BIOMETRICS_WAREHOUSE_URL", "BIOMETRICS_RESTORE_TARGET_URL",
-                    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
+# the settings marked secret, and libpq's own password variable, which the backup's tools may be given
+_SECRET_ENV_VARS = (*(s.name for s in SETTINGS if s.secret), "PGPASSWORD")
 
 
 def _secret_values() -> list[str]:
