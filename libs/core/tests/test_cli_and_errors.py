@@ -182,7 +182,7 @@ def test_a_detail_over_several_lines_is_left_out_of_the_message_and_a_logged_tra
     import sqlalchemy as sa
 
     from biometrics_core import db, logs
-    from biometrics_core.cli import _classify
+    from biometrics_core.cli import classify
     engine = db.connect(postgres_server.create_database("detail_lines"), "BIOMETRICS_WAREHOUSE_URL", "warehouse")
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE t (id int, note text CHECK (note NOT LIKE '%!%'))"))
@@ -193,7 +193,7 @@ def test_a_detail_over_several_lines_is_left_out_of_the_message_and_a_logged_tra
     except sa.exc.DBAPIError as exc:
         refused = exc
     engine.dispose()
-    message, code = _classify(refused)
+    message, code = classify(refused)
     assert code == 1 and 'violates check constraint "t_note_check"' in message
     assert "second-line-value" not in message and "left out: it may quote a row's values" in message
     logs.configure("DEBUG")

@@ -253,6 +253,28 @@ def test_a_forced_restore_that_fails_leaves_the_target_as_it_was(pg_warehouse, t
                         s=dump_postgres.ASIDE_SCHEMA) == 0
 
 
+def test_a_database_error_while_verifying_a_restore_keeps_its_exit_code(pg_warehouse, tools, monkeypatch):
+    """A role refused a read of the restored tables (42501): exit 2, as everywhere else, the target's
+    tables put back; the restore's own wrapper had made every database error exit 1."""
+    import sqlalchemy as sa
+    _create(pg_warehouse, tools)
+    before = tools.content(pg_warehouse.url)
+    _sql(pg_warehouse.url, "DROP ROLE IF EXISTS verify_nobody", "CREATE ROLE verify_nobody")
+
+    def refused_sums(engine, tables):
+        with engine.connect() as conn:
+            conn.execute(sa.text("SET ROLE verify_nobody"))
+            conn.execute(sa.text("SELECT count(*) FROM daily_metrics"))
+        raise AssertionError("the read was not refused")
+
+    monkeypatch.setattr(dump_postgres, "table_sums", refused_sums)
+    out = _restore(pg_warehouse, tools, pg_warehouse.url, "--force")
+    assert out.exit_code == 2, out.stderr
+    assert out.error_line == ("biometrics-backup: error: the target's tables were put back as they were: "
+                              "database error: permission denied for table daily_metrics"), out.error_line
+    assert tools.content(pg_warehouse.url) == before
+
+
 def test_a_backup_filed_under_another_day_is_refused(warehouse, targets, tools):
     import datetime as dt
     import shutil

@@ -111,8 +111,9 @@ def _database_error(orig: BaseException) -> tuple[str, int]:
     return f"database error: {message}", EXIT_USAGE if code in _CONFIGURATION_SQLSTATES else EXIT_FAILED
 
 
-def _classify(exc: BaseException) -> tuple[str, int]:
-    """Turn any exception into (one-line message, exit code) without leaking secrets."""
+def classify(exc: BaseException) -> tuple[str, int]:
+    """Turn any exception into (message, exit code), as the stage's one-line error tells it (the
+    caller redacts the message, as ``fail`` does)."""
     if isinstance(exc, EtlError):
         return str(exc), exc.exit_code
     try:  # database driver errors: connection problems are configuration errors
@@ -169,7 +170,7 @@ def stage_command(group: click.Group, name: str, help: str, *, dated: bool = Tru
             except BaseException as exc:  # noqa: BLE001 - the one place errors become exit codes
                 if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                     raise
-                message, code = _classify(exc)
+                message, code = classify(exc)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("traceback", exc_info=exc)
                 manifest.status = "failed"

@@ -10,8 +10,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from biometrics_core import db, runlog, settings
-from biometrics_core.cli import StageRun
-from biometrics_core.errors import ConfigError, EtlError, InputError, StageFailed
+from biometrics_core.cli import StageRun, classify
+from biometrics_core.errors import EXIT_USAGE, ConfigError, EtlError, InputError, StageFailed
 from biometrics_core.manifest import RunManifest, upstream_manifest
 from biometrics_core.staging import scratch_dir as staging_scratch_dir
 from biometrics_core.staging import Staging
@@ -178,8 +178,9 @@ def _restore_postgres(engine: sa.Engine, url: str, dump_path: Path, work: Path, 
         undone = "the target's tables were put back as they were" if moved else "the restore was undone"
         if isinstance(exc, EtlError):
             raise type(exc)(f"{undone}: {exc}") from None
-        if isinstance(exc, sa.exc.SQLAlchemyError):
-            raise StageFailed(f"{undone}: database error: {getattr(exc, 'orig', None) or exc}") from None
+        if isinstance(exc, Exception):  # a database error or any other, with the code the CLI gives it
+            message, code = classify(exc)
+            raise (ConfigError if code == EXIT_USAGE else StageFailed)(f"{undone}: {message}") from None
         raise
     if moved:
         dump_postgres.discard_aside(engine)
