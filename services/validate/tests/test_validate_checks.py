@@ -414,10 +414,65 @@ def test_a_reading_whose_time_is_not_on_its_day_fails(loaded, moved):
 
 @pytest.mark.postgres
 def test_tiny_values_compare_without_a_floating_point_underflow(postgres_server):
-    """PostgreSQL raises for a product of non-zero floats that rounds to zero."""
+    """PostgreSQL raises for a product of non-zero floats that rounds to zero, and for a quotient."""
     engine = sa.create_engine(postgres_server.admin_url)
+    number = "CAST('{}' AS DOUBLE PRECISION)".format
     with engine.connect() as conn:
         for a, b in (("1e-320", "1e-320"), ("1e-320", "0"), ("0", "0"), ("1e-320", "2e-320")):
-            close = profile._close(f"CAST({a} AS DOUBLE PRECISION)", f"CAST({b} AS DOUBLE PRECISION)")
+            close = profile._close(number(a), number(b))
             assert conn.execute(sa.text(f"SELECT {close}")).scalar() is True, (a, b)
+        # the mean of denormal readings: their sum divided by the count underflows
+        for value, total, count, close in (("0", "5e-324", 2, True), ("5e-324", "5e-324", 1, True),
+                                           ("1", "5e-324", 2, False), ("2.5", "5", 2, True), ("2.5", "5.1", 2, False)):
+            sql = profile._close_to_mean(number(value), number(total), str(count))
+            assert conn.execute(sa.text(f"SELECT {sql}")).scalar() is close, (value, total, count)
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_non_finite_and_absurd_figures_are_never_close(postgres_server):
+    """In PostgreSQL NaN = NaN and inf <= 1e-9 * inf: a daily_metrics average of NaN had passed."""
+    engine = sa.create_engine(postgres_server.admin_url)
+    number = "CAST('{}' AS DOUBLE PRECISION)".format
+    with engine.connect() as conn:
+        for a, b in (("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("NaN", "1"),
+                     ("1e308", "-1e308"), ("1.7976931348623157e308", "1.7976931348623157e308")):
+            close = profile._close(number(a), number(b))
+            assert conn.execute(sa.text(f"SELECT {close}")).scalar() is False, (a, b)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("loaded", ["postgresql"], indirect=True)  # SQLite stores NaN as NULL
+@pytest.mark.parametrize("tamper", ["value = 'NaN'", "value = 'Infinity'", "value = '-Infinity'",
+                                    "sum_value = 'Infinity'", "sum_value = 'NaN', value = 'NaN'"])
+def test_a_non_finite_daily_metrics_figure_fails_consistency(loaded, tamper):
+    loaded.execute(f"UPDATE daily_metrics SET {tamper} WHERE date = :d AND metric_type = 'heart_rate' "
+                   f"AND user_id = {FIRST_USER}", d=DAY)
+
+    outcome = loaded.validate()
+
+    assert_fails(outcome, "daily_metrics_consistency", only=True)
+
+
+def test_a_group_of_denormal_readings_passes(loaded):
+    """Steps of 5e-324 and 0 are in range: their mean, sum / count, underflows (PostgreSQL had raised)."""
+    user = loaded.scalar("SELECT min(user_id) FROM daily_metrics WHERE date = :d AND metric_type = 'steps' "
+                         "AND sample_count >= 2", d=DAY)
+    first = loaded.scalar("SELECT min(reading_id) FROM biometric_readings WHERE date = :d AND user_id = :u "
+                          "AND metric_type = 'steps'", d=DAY, u=user)
+    loaded.execute("UPDATE biometric_readings SET value = CASE WHEN reading_id = :r THEN 5e-324 ELSE 0 END "
+                   "WHERE date = :d AND user_id = :u AND metric_type = 'steps'", d=DAY, u=user, r=first)
+    loaded.execute("UPDATE daily_metrics SET sum_value = 5e-324, min_value = 0, max_value = 5e-324, value = 0 "
+                   "WHERE date = :d AND user_id = :u AND metric_type = 'steps'", d=DAY, u=user)
+
+    outcome = loaded.validate()
+
+    assert outcome.exit_code == 0, outcome.stderr
+
+
+def test_a_day_in_the_first_week_of_year_one_has_a_volume_verdict(loaded):
+    """The week before it had overflowed the calendar (OverflowError: a traceback's last line, exit 1)."""
+    ctx = checks.Context(dt.date(1, 1, 3), DayFacts(), {}, {}, 0.5, 2.0)
+    with loaded.engine.connect() as conn:
+        result = checks.volume(conn, ctx)
+    assert result.passed and "no history" in result.detail

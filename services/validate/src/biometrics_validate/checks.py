@@ -282,7 +282,7 @@ def volume(conn: sa.Connection, ctx: Context) -> CheckResult:
     The trailing days' rows are summed from their daily_metrics' sample counts, not counted in
     their readings: one row per (user, metric) instead of a week of readings read every day, and
     each day's own validate proved its sample counts equal to its readings."""
-    since = ctx.day - dt.timedelta(days=VOLUME_HISTORY_DAYS)
+    since = ctx.day - dt.timedelta(days=min(VOLUME_HISTORY_DAYS, (ctx.day - dt.date.min).days))  # year 1 has no earlier days
     history = {str(r["date"]): as_int(r["n"]) for r in fetch_rows(
         conn, f"SELECT date, sum(sample_count) AS n FROM {DAILY_METRICS_TABLE} WHERE date >= :since AND date < :day "
               "GROUP BY date HAVING sum(sample_count) > 0 ORDER BY date", since=since, day=ctx.day)}

@@ -66,13 +66,32 @@ def _canonical_unit_expr() -> str:
     return f"CASE metric_type {whens} END"
 
 
+# no sum or average of catalogue values comes near this; above it a figure is absurd (NaN and
+# ±Infinity included), never close to another, and two such figures are never subtracted (the
+# difference of two finite floats near the largest one overflows, which PostgreSQL raises)
+_ABSURD = 1e300
+# below this a mean is indistinguishable from zero (dividing a sum this small underflows, which
+# PostgreSQL raises)
+_TINY = 1e-290
+
+
 def _close(a: str, b: str, tolerance: float = REL_TOLERANCE) -> str:
-    """|a - b| <= tolerance * max(|a|, |b|), in SQL both dialects know (no greatest() in SQLite).
-    The max is taken at least 1e-300: PostgreSQL raises "underflow" for a product of non-zero
-    floats that rounds to 0 (the tolerance times a sum of values like 1e-320)."""
-    return (f"abs({a} - {b}) <= {tolerance!r} * "
+    """|a - b| <= tolerance * max(|a|, |b|), for finite figures of sane magnitude only, in SQL both
+    dialects know (no greatest() in SQLite). NaN and ±Infinity are never close: in PostgreSQL
+    NaN = NaN, and ``inf <= tolerance * inf`` holds. The max is taken at least 1e-300: PostgreSQL
+    raises "underflow" for a product of non-zero floats that rounds to 0 (the tolerance times a sum
+    of values like 1e-320)."""
+    return (f"CASE WHEN abs({a}) <= {_ABSURD!r} AND abs({b}) <= {_ABSURD!r} THEN "
+            f"abs({a} - {b}) <= {tolerance!r} * "
             f"CASE WHEN abs({a}) > abs({b}) AND abs({a}) > 1e-300 THEN abs({a}) "
-            f"WHEN abs({b}) > 1e-300 THEN abs({b}) ELSE 1e-300 END")
+            f"WHEN abs({b}) > 1e-300 THEN abs({b}) ELSE 1e-300 END ELSE 1 = 0 END")
+
+
+def _close_to_mean(value: str, total: str, count: str) -> str:
+    """``value`` is close to total / count (count > 0); a mean too small to divide out is close only
+    to a value as small (denormal readings are in range, and their sum divided underflows)."""
+    return (f"CASE WHEN abs({total}) <= {_TINY!r} * {count} THEN abs({value}) <= {_TINY!r} "
+            f"ELSE {_close(value, f'{total} / {count}')} END")
 
 
 # -- the buckets -----------------------------------------------------------------------------------
@@ -129,7 +148,7 @@ def day_profile(conn: sa.Connection, day: dt.date, sources: Sequence[str] = ()) 
                    sum(sample_count * {_USER_WEIGHT}) AS weighted_n, sum(sum_value * {_USER_WEIGHT}) AS weighted_total,
                    -- a row's own figures: its average from its sum and count
                    sum(CASE WHEN sample_count > 0 AND min_value <= max_value
-                                 AND {_close("value", "sum_value / sample_count")} THEN 0 ELSE 1 END) AS bad_rows
+                                 AND {_close_to_mean("value", "sum_value", "sample_count")} THEN 0 ELSE 1 END) AS bad_rows
             FROM {DAILY_METRICS_TABLE} WHERE date = :day GROUP BY metric_type, {bucket}
         ), b AS (
             SELECT coalesce(r.metric_type, d.metric_type) AS metric_type, r.n, r.valued, r.lo, r.hi,
@@ -163,7 +182,7 @@ _MISMATCHES = {  # mismatch kind -> SQL true when the group is fine (a NULL coun
     "min_value": "d.min_value = r.lo",
     "max_value": "d.max_value = r.hi",
     "sum_value": _close("d.sum_value", "r.total"),
-    "avg_value": _close("d.value", "r.total / r.n"),
+    "avg_value": _close_to_mean("d.value", "r.total", "r.n"),
 }
 MISMATCH_KINDS = tuple(_MISMATCHES)
 _GROUP_FLAGS = ("missing", "extra", *_MISMATCHES)
@@ -191,10 +210,10 @@ def _judged_groups(conn: sa.Connection) -> str:
             SELECT user_id, metric_type, sample_count, min_value, max_value, sum_value, value
             FROM {DAILY_METRICS_TABLE} WHERE date = :day
         ), judged AS MATERIALIZED (
-            -- the mean as total / n: avg() would keep a costlier state per group for the same figure
+            -- the mean from total / n: avg() would keep a costlier state per group for the same figure
             SELECT coalesce(r.user_id, d.user_id) AS user_id,
                    coalesce(r.metric_type, d.metric_type) AS metric_type,
-                   r.n, r.lo, r.hi, r.total, r.total / r.n AS mean,
+                   r.n, r.lo, r.hi, r.total,
                    d.sample_count, d.min_value, d.max_value, d.sum_value, d.value,
                    CASE WHEN d.user_id IS NULL THEN 1 ELSE 0 END AS bad_missing,
                    CASE WHEN r.user_id IS NULL THEN 1 ELSE 0 END AS bad_extra,
