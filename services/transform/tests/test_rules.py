@@ -78,6 +78,7 @@ def test_units_are_normalised(tmp_path, metric, value, unit, canonical_value, ca
 
 @pytest.mark.parametrize("record,reason", [
     (reading(1, metric="mood", value=3.0, unit="points"), "unknown_metric_type"),
+    (reading(1, metric=None), "unknown_metric_type"),  # a source breaking its schema: the detail had been NULL
     (reading(1, unit="kg"), "unknown_unit"),
     (reading(1, metric="skin_temperature", value=33.0, unit="kelvin"), "unknown_unit"),
     (reading(1, value=None), "missing_value"),

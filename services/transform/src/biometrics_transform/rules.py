@@ -149,7 +149,8 @@ SELECT $day::DATE AS date, 'transform' AS stage, source, CAST(reading_id AS VARC
                                           CASE WHEN created_at IS NULL THEN 'created_at' END,
                                           CASE WHEN ingested_at IS NULL THEN 'ingested_at' END) || ' is NULL'
         WHEN 'outside_data_day' THEN 'created_at ' || {_ISO.format(col='created_at')} || ' is not on ' || $day
-        WHEN 'unknown_metric_type' THEN 'metric_type ''' || metric_type || ''' is not in the catalogue'
+        WHEN 'unknown_metric_type' THEN CASE WHEN metric_type IS NULL THEN 'metric_type is NULL'
+                                        ELSE 'metric_type ''' || metric_type || ''' is not in the catalogue' END
         WHEN 'unknown_unit' THEN 'unit ''' || unit_in || ''' is not accepted for ' || metric_type
                                  || ' (canonical: ' || canonical_unit || ')'
         WHEN 'missing_value' THEN CASE WHEN value IS NULL THEN 'value is NULL' ELSE 'value is NaN' END
