@@ -56,3 +56,26 @@ def test_a_warehouse_that_ends_idle_transactions_quickly(postgres_server, tmp_pa
     env = {"BIOMETRICS_DB_URL": source_url, "BIOMETRICS_WAREHOUSE_URL": warehouse_url}
     run_daily_job(DAY, str(tmp_path / "staging"), env)
     run_stage("backup", "create", "--date", str(DAY), "--staging-path", str(tmp_path / "staging"), env=env)
+
+
+def test_a_device_id_too_long_for_the_natural_key_is_a_dead_letter_and_the_day_loads(postgres_server, tmp_path):
+    """A random device_id of 2.7 kB (random: PostgreSQL compresses a repetitive one under the B-tree's
+    2704-byte limit) had passed the transform, and the load refused the whole day on every retry."""
+    import random
+    import string
+
+    from biometrics_testkit.compare import assert_warehouse_matches, source_records
+    source_url = postgres_server.create_database("long_device_src")
+    warehouse_url = postgres_server.create_database("long_device_wh")
+    sample.write_source(source_url, sample.generate_day(DAY, users=40, readings_per_user=10).database)
+    rng = random.Random(7)
+    noise = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(2700))
+    engine = sa.create_engine(source_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO raw_biometric_data VALUES (900000001, 7, :device, 'heart_rate', 70, 'bpm', "
+                             ":at, :at)"), {"device": noise, "at": dt.datetime(2026, 3, 10, 12, tzinfo=dt.timezone.utc)})
+    engine.dispose()
+    manifests = run_daily_job(DAY, str(tmp_path / "staging"),
+                              {"BIOMETRICS_DB_URL": source_url, "BIOMETRICS_WAREHOUSE_URL": warehouse_url})
+    assert manifests["transform"]["rows_rejected"]["device_id_too_long"] == 1
+    assert_warehouse_matches(warehouse_url, DAY, source_records(source_url, DAY, {}))

@@ -111,6 +111,20 @@ def test_each_reject_reason(tmp_path, record, reason):
     assert set(metrics) == {(2, "heart_rate")}
 
 
+def test_a_device_id_longer_than_the_natural_key_index_holds_is_a_dead_letter(tmp_path):
+    """A 2.7 kB random device_id passed, and PostgreSQL's B-tree refused its index entry: the load
+    refused the whole day, on every retry."""
+    from biometrics_core.catalogue import MAX_DEVICE_ID_BYTES
+    longest = "x" * MAX_DEVICE_ID_BYTES
+    too_long = "é" * (MAX_DEVICE_ID_BYTES // 2 + 1)  # 513 characters, 1026 bytes
+    manifest, clean, dead, _ = transform(tmp_path, [reading(1, device=longest), reading(2, user_id=2, device=too_long)])
+    assert set(clean) == {1} and clean[1]["device_id"] == longest
+    assert dead[2]["reason"] == "device_id_too_long"
+    assert dead[2]["detail"] == f"device_id of 1026 bytes is longer than {MAX_DEVICE_ID_BYTES}"
+    assert json.loads(dead[2]["record"])["device_id"] == too_long
+    assert manifest["rows_rejected"] == {"device_id_too_long": 1}
+
+
 @pytest.mark.parametrize("missing", ["user_id", "device_id", "created_at", "ingested_at"])
 def test_a_record_without_a_key_is_a_dead_letter(tmp_path, missing):
     # the source's schema forbids it; a source that breaks its schema must not make the load refuse the day

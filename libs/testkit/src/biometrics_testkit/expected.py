@@ -12,6 +12,7 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+MAX_DEVICE_ID_BYTES = 1024  # the data contract's longest device_id, in UTF-8 bytes (README)
 # metric -> canonical unit, {accepted unit: converter}, low, high
 _RULES = {
     "heart_rate": ("bpm", {}, 25, 250),
@@ -61,6 +62,9 @@ def compute(day: dt.date, records: list[dict]) -> Expected:
         key = (r["source"], None if r["reading_id"] is None else int(r["reading_id"]))
         if any(r[k] is None for k in ("reading_id", "user_id", "device_id", "created_at", "ingested_at")):
             out.rejected[key, "missing_key"] += 1
+            continue
+        if len(r["device_id"].encode("utf-8")) > MAX_DEVICE_ID_BYTES:
+            out.rejected[key, "device_id_too_long"] += 1
             continue
         created = _as_utc(r["created_at"])
         rule = _RULES.get(r["metric_type"])

@@ -18,17 +18,17 @@ import datetime as dt
 
 import duckdb
 
-from biometrics_core.catalogue import unit_rows
+from biometrics_core.catalogue import MAX_DEVICE_ID_BYTES, unit_rows
 from biometrics_core.dates import day_window
 from biometrics_core.schemas import DATABASE_SOURCE
 
 # The rules as a SELECT over a relation of staged rows: every column, the canonical value and unit,
 # and the first rule the row breaks (NULL for a clean row).
-_JUDGE = """
+_JUDGE = f"""
 WITH src AS (
     SELECT r.*, coalesce(nullif(r.unit, ''), m.canonical_unit) AS unit_in, m.canonical_unit,
            u.shift, u.factor, u.low, u.high
-    FROM {rows} r
+    FROM {{rows}} r
     LEFT JOIN metric_catalogue m ON m.metric_type = r.metric_type
     LEFT JOIN unit_catalogue u ON u.metric_type = r.metric_type AND u.unit = coalesce(nullif(r.unit, ''), m.canonical_unit)
 )
@@ -38,6 +38,7 @@ SELECT *, (value - shift) * factor AS canonical_value,
         -- breaks it must not have the warehouse refuse the whole day
         WHEN reading_id IS NULL OR user_id IS NULL OR device_id IS NULL OR created_at IS NULL
              OR ingested_at IS NULL THEN 'missing_key'
+        WHEN strlen(device_id) > {MAX_DEVICE_ID_BYTES} THEN 'device_id_too_long'
         WHEN created_at < $day_start OR created_at >= $day_end THEN 'outside_data_day'
         WHEN canonical_unit IS NULL THEN 'unknown_metric_type'
         WHEN shift IS NULL THEN 'unknown_unit'
@@ -148,6 +149,8 @@ SELECT $day::DATE AS date, 'transform' AS stage, source, CAST(reading_id AS VARC
                                           CASE WHEN device_id IS NULL THEN 'device_id' END,
                                           CASE WHEN created_at IS NULL THEN 'created_at' END,
                                           CASE WHEN ingested_at IS NULL THEN 'ingested_at' END) || ' is NULL'
+        WHEN 'device_id_too_long' THEN 'device_id of ' || strlen(device_id) || ' bytes is longer than '
+                                       || {MAX_DEVICE_ID_BYTES}
         WHEN 'outside_data_day' THEN 'created_at ' || {_ISO.format(col='created_at')} || ' is not on ' || $day
         WHEN 'unknown_metric_type' THEN CASE WHEN metric_type IS NULL THEN 'metric_type is NULL'
                                         ELSE 'metric_type ''' || metric_type || ''' is not in the catalogue' END
