@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -323,6 +324,27 @@ def test_a_postgres_source_of_other_column_types_breaks_its_schema(postgres_serv
     result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s")])
     assert result.exit_code == 2, result.output
     assert "the source's raw_biometric_data breaks its schema (column reading_id" in result.output
+    assert not (tmp_path / "s" / schemas.EXTRACT_READINGS).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("time", ["infinity", "-infinity", "294270-01-01 00:00:00+00"])
+def test_a_time_arrow_cannot_hold_is_refused_not_wrapped_around(postgres_server, tmp_path, monkeypatch, time):
+    """ADBC decoded these ingested_at values, wrapped around to 290,000 BC, without a word: the extract
+    and the transform passed them (exit 0), and the load refused the whole day."""
+    import sqlalchemy as sa
+    url = postgres_server.create_database("extract_wrapped_times")
+    sample.write_source(url, _source_table())
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE raw_biometric_data SET ingested_at = CAST(:t AS timestamptz) "
+                             "WHERE reading_id IN (2, 5)"), {"t": time})  # both on the day, in one slice
+    engine.dispose()
+    monkeypatch.setenv("BIOMETRICS_DB_URL", url)
+    result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s")])
+    assert result.exit_code == 2, result.output
+    assert re.search("the source's raw_biometric_data breaks its schema \\(column ingested_at of reading_id [25] "
+                     "and 1 more: 'infinity', '-infinity' or a time past the year 294246", result.output), result.output
     assert not (tmp_path / "s" / schemas.EXTRACT_READINGS).exists()
 
 

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -50,6 +51,12 @@ WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": ["source", "metric_typ
                                      for name in ("reading_id", "user_id", "created_at", "ingested_at")}}
 
 
+# PostgreSQL's earliest time (4713 BC), in microseconds since 1970. ADBC decodes 'infinity',
+# '-infinity' and the times past Arrow's end (year 294247, short of PostgreSQL's 294276) without a
+# word, wrapped around to before it; a reading's time cannot be any of them.
+_EARLIEST_POSTGRES_TIME_US = -210_866_803_200_000_000
+
+
 def _with_source(batch: pa.RecordBatch, check_text: bool = False) -> pa.RecordBatch:
     """The batch in the staged schema. ``check_text``: the source's text may not be UTF-8 (a
     SQL_ASCII database hands its bytes over as they are), and the transform could not read it."""
@@ -62,9 +69,22 @@ def _with_source(batch: pa.RecordBatch, check_text: bool = False) -> pa.RecordBa
                 column.validate(full=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise _breaks_schema(f"column {name}: {str(exc).splitlines()[0][:200]}") from None
+        if pa.types.is_timestamp(column.type):
+            _refuse_wrapped_times(batch, name, column)
         arrays.append(column)
     arrays.append(pa.repeat(_SOURCE, batch.num_rows))
     return pa.RecordBatch.from_arrays(arrays, schema=READINGS)
+
+
+def _refuse_wrapped_times(batch: pa.RecordBatch, name: str, column: pa.Array) -> None:
+    earliest = pc.min(column)
+    if not earliest.is_valid or earliest.value >= _EARLIEST_POSTGRES_TIME_US:
+        return
+    wrapped = pc.less(column.cast(pa.int64()), _EARLIEST_POSTGRES_TIME_US)
+    ids = batch.column("reading_id").filter(wrapped)
+    more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+    raise _breaks_schema(f"column {name} of reading_id {ids[0]}{more}: 'infinity', '-infinity' or a time past "
+                         "the year 294246, which no reading has and Arrow cannot hold")
 
 
 def _text_may_not_be_utf8(engine: Engine) -> bool:
