@@ -146,3 +146,58 @@ def test_a_work_folder_whose_parent_another_run_removed_meanwhile(tmp_path, monk
     monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_after_a_cleanup)
     with Staging(str(tmp_path / "stage")).workdir() as work:
         assert work.is_dir() and len(calls) == 2
+
+
+@pytest.mark.s3
+def test_an_upload_the_network_breaks_fails_the_publish_and_keeps_the_previous_output(s3_env, monkeypatch, tmp_path):
+    """pyarrow's copy_files ignored a failed part upload and returned: a stage exited 0 with its
+    files missing, and the previous output, deleted first, was gone."""
+    import os
+
+    from biometrics_testkit.servers import CuttingProxy
+    s3_env.create_bucket("publish-tests")
+    root = f"s3://publish-tests/run-{tmp_path.name}"
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    (previous / "old-part.bin").write_bytes(b"old" * 1000)
+    Staging(root).publish(previous, "backups/day")
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    (incoming / "new-part.bin").write_bytes(os.urandom(12 << 20))  # a multipart upload
+    (incoming / "manifest.json").write_text("{}")
+    proxy = CuttingProxy(s3_env.url, budget=6 << 20)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    try:
+        with pytest.raises(ConfigError, match="cannot publish .*backups/day"):
+            Staging(root).publish(incoming, "backups/day", last=("manifest.json",))
+    finally:
+        proxy.close()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_env.url)
+    staging = Staging(root)
+    assert staging.list_files("backups/day") == ["backups/day/old-part.bin"]
+    # once the network holds, the new output replaces the old one whole
+    staging.publish(incoming, "backups/day", last=("manifest.json",))
+    assert staging.list_files("backups/day") == ["backups/day/manifest.json", "backups/day/new-part.bin"]
+    assert staging.read_bytes("backups/day/new-part.bin") == (incoming / "new-part.bin").read_bytes()
+
+
+def test_runs_publishing_one_output_at_once_all_succeed(staging, tmp_path):
+    """On S3 a run had failed (exit 2) when another deleted the manifest or the old output between
+    its look and its delete."""
+    from concurrent.futures import ThreadPoolExecutor
+    staging.write_json("manifests/t.json", {"run": 0})
+
+    def publish(number: int) -> None:
+        import uuid
+        out = tmp_path / f"out-{number}-{uuid.uuid4().hex}"
+        out.mkdir()
+        pq.write_table(pa.table({"x": [1, 2, 3]}), out / "part-0.parquet")
+        staging.delete("manifests/t.json")
+        staging.publish(out, "transform/readings")
+        staging.write_json("manifests/t.json", {"run": number})
+
+    for _ in range(3):
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(publish, range(4)))
+    assert staging.list_files("transform/readings") == ["transform/readings/part-0.parquet"]
+    assert staging.parquet_dataset("transform/readings").to_table().num_rows == 3

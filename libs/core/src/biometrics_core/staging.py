@@ -1,8 +1,9 @@
 """One interface over the staging area, local (`file://`, plain path) or S3 (`s3://bucket/prefix`).
 
 Stages never write half an output: they build it in a work directory and ``publish`` it, which
-replaces the previous output of that stage in one step (a rename on local disk; delete-then-upload
-on S3, where the old output is only removed once the new one is complete locally).
+replaces the previous output of that stage (renames on local disk; on S3, which has none, every
+file is uploaded over its key and checked in the bucket before the previous output's other objects
+are deleted).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ def scratch_dir(base: Path | None = None, prefix: str = "biometrics-") -> Iterat
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
+
+_COPY_CHUNK = 8 << 20  # bytes per write of an upload or download: S3's multipart parts are 5-10 MB
 
 ABANDONED_AFTER = dt.timedelta(days=1)  # far beyond a task's 3-hour limit: no live run is that old
 
@@ -246,9 +249,10 @@ class Staging:
         return ds.dataset(files, schema=schema, format="parquet", filesystem=self.fs)
 
     def download(self, rel: str, local_path: str | os.PathLike) -> None:
+        # streams closed explicitly: pyarrow's copy_files ignores an error it meets closing a file
         try:
-            pafs.copy_files(self.path(rel), str(local_path), source_filesystem=self.fs,
-                            destination_filesystem=pafs.LocalFileSystem())
+            with self.fs.open_input_stream(self.path(rel)) as source, open(local_path, "wb") as target:
+                shutil.copyfileobj(source, target, _COPY_CHUNK)
         except FileNotFoundError:
             raise InputError(f"missing staging input {self.uri(rel)}") from None
         except OSError as exc:
@@ -274,6 +278,8 @@ class Staging:
                 self.fs.delete_dir(self.path(rel))
             elif info.type == pafs.FileType.File:
                 self.fs.delete_file(self.path(rel))
+        except FileNotFoundError:  # another run deleted it meanwhile
+            pass
         except OSError as exc:
             raise ConfigError(f"cannot delete {self.uri(rel)}: {one_line(redact(str(exc)))}") from None
 
@@ -296,19 +302,40 @@ class Staging:
             with contextlib.suppress(OSError):
                 base.rmdir()  # only if empty: other runs may share it
 
-    def publish(self, local_dir: str | os.PathLike, rel: str) -> None:
-        """Replace the staged directory ``rel`` with the contents of ``local_dir``."""
+    def publish(self, local_dir: str | os.PathLike, rel: str, last: tuple[str, ...] = ()) -> None:
+        """Replace the staged directory ``rel`` with the contents of ``local_dir``. ``last``: names
+        of files that commit the output (a backup's manifest), uploaded to S3 after the others."""
         local_dir = Path(local_dir)
         try:
             if self.is_local:
                 self._publish_local(local_dir, Path(self.path(rel)))
             else:
-                if self.exists(rel):
-                    self.fs.delete_dir(self.path(rel))
-                pafs.copy_files(str(local_dir), self.path(rel), source_filesystem=pafs.LocalFileSystem(),
-                                destination_filesystem=self.fs)
+                self._publish_s3(local_dir, self.path(rel), last)
         except OSError as exc:
             raise ConfigError(f"cannot publish {self.uri(rel)}: {one_line(redact(str(exc)))}") from None
+
+    def _publish_s3(self, local_dir: Path, target: str, last: tuple[str, ...]) -> None:
+        """Every file uploaded over its key (the ``last`` ones after the rest), each stream closed
+        by hand and the object checked in the bucket at its size: pyarrow's copy_files had ignored a
+        failed part upload and returned, so a stage exited 0 with files missing. Only then are the
+        objects the previous output held and the new one lacks deleted (one a concurrent run
+        deleted first is no error); until then the previous output's other files are all there."""
+        previous = {info.path for info in self.fs.get_file_info(
+            pafs.FileSelector(target, recursive=True, allow_not_found=True)) if info.type == pafs.FileType.File}
+        files = sorted((path for path in local_dir.rglob("*") if path.is_file()),
+                       key=lambda path: (path.name in last, path.as_posix()))
+        uploaded = set()
+        for path in files:
+            key = f"{target}/{path.relative_to(local_dir).as_posix()}"
+            with path.open("rb") as source, self.fs.open_output_stream(key) as out:
+                shutil.copyfileobj(source, out, _COPY_CHUNK)
+            size, stored = path.stat().st_size, self.fs.get_file_info(key)
+            if stored.type != pafs.FileType.File or stored.size != size:
+                raise OSError(f"{key} holds {stored.size} bytes after its upload of {size}")
+            uploaded.add(key)
+        for key in sorted(previous - uploaded):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(key)
 
     @staticmethod
     def _publish_local(local_dir: Path, target: Path) -> None:

@@ -160,3 +160,58 @@ class S3Server:
         if self._process:
             self._process.terminate()
             self._process.wait(10)
+
+
+class CuttingProxy:
+    """A TCP relay on 127.0.0.1 in front of a server, which breaks every connection once the clients
+    have sent it ``budget`` bytes (and refuses new ones): a network that fails mid-upload, for real.
+    ``url`` is the server's URL with the relay's port."""
+
+    def __init__(self, server_url: str, budget: int):
+        import threading
+        from urllib.parse import urlparse
+        parsed = urlparse(server_url)
+        self._target = (parsed.hostname, parsed.port)
+        self._budget, self._sent, self._lock = budget, 0, threading.Lock()
+        self.cut = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"{parsed.scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            if self.cut.is_set():
+                client.close()
+                continue
+            server = socket.create_connection(self._target)
+            threading.Thread(target=self._relay, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._relay, args=(server, client, False), daemon=True).start()
+
+    def _relay(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+        try:
+            while not self.cut.is_set() and (data := source.recv(65536)):
+                if counted:
+                    with self._lock:
+                        self._sent += len(data)
+                        if self._sent > self._budget:
+                            self.cut.set()
+                            return
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                end.close()
+
+    def close(self) -> None:
+        self.cut.set()
+        self._listener.close()

@@ -35,7 +35,7 @@ def create(run: StageRun) -> RunManifest:
     location = run.staging.uri(rel)
     try:
         dialect = "postgresql" if db.is_postgres(engine) else engine.dialect.name
-        if dialect not in layout.DUMP_FILES:
+        if dialect not in layout.DUMP_SUFFIXES:
             raise ConfigError(f"cannot back up a {dialect} warehouse: PostgreSQL and SQLite are supported")
         # a database without the warehouse's tables (a mistyped URL, an unmigrated warehouse) would
         # replace the day's backup with an empty one
@@ -43,7 +43,7 @@ def create(run: StageRun) -> RunManifest:
         with run.staging.workdir() as work:
             out = work / "backup"
             out.mkdir()
-            dump_path = out / layout.DUMP_FILES[dialect]
+            dump_path = out / layout.dump_file(dialect, run.manifest.run_id)
             if dialect == "postgresql":
                 facts = dump_postgres.dump(engine, url, dump_path, work)
             else:
@@ -56,7 +56,7 @@ def create(run: StageRun) -> RunManifest:
                 "checksum_algorithm": checksums.ALGORITHMS[dialect], **facts,
             }
             (out / layout.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            run.staging.publish(out, rel)
+            run.staging.publish(out, rel, last=(layout.MANIFEST,))  # the manifest commits the backup
         tables = manifest["tables"]
         rows = sum(t["rows"] for t in tables.values())
         size = manifest["files"][dump_path.name]["bytes"]

@@ -3,11 +3,14 @@
 A backup is one folder, ``<staging>/backups/<date>/``, with the dump and ``manifest.json``::
 
     {"format": "biometrics-backup/1", "dialect": "postgresql", "date": "2024-05-01",
-     "files": {"warehouse.dump": {"bytes": 123, "sha256": "…"}},
+     "dump": "warehouse-0c5e7d1a2b3f.dump", "files": {"warehouse-0c5e7d1a2b3f.dump": {"bytes": 123, "sha256": "…"}},
      "checksum_algorithm": "…", "tables": {"biometric_readings": {"rows": 9, "checksum": "…"}}, …}
 
 ``files`` lists every file of the folder but the manifest itself; ``tables`` the row count and
-content checksum of every table at the moment of the dump (see ``checksums``).
+content checksum of every table at the moment of the dump (see ``checksums``). The dump is named
+after its run: on S3, which cannot rename, a new backup's dump goes up beside the previous one and
+its manifest after it, so the previous backup stays whole until the new one is (older backups'
+dumps are ``warehouse.dump`` / ``warehouse.sqlite3``: the manifest names its dump either way).
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from biometrics_core.errors import InputError
 FORMAT = "biometrics-backup/1"
 BACKUPS_DIR = "backups"
 MANIFEST = "manifest.json"
-DUMP_FILES = {"postgresql": "warehouse.dump", "sqlite": "warehouse.sqlite3"}
+DUMP_SUFFIXES = {"postgresql": ".dump", "sqlite": ".sqlite3"}
+
+
+def dump_file(dialect: str, run_id: str) -> str:
+    """The name of a run's dump."""
+    return f"warehouse-{run_id[:12]}{DUMP_SUFFIXES[dialect]}"
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -47,7 +55,7 @@ def check_manifest(manifest: dict, where: str) -> dict:
     if manifest.get("format") != FORMAT:
         raise InputError(f"{where} is not a {FORMAT} manifest (format={manifest.get('format')!r})")
     dialect = manifest.get("dialect")
-    if dialect not in DUMP_FILES:
+    if dialect not in DUMP_SUFFIXES:
         raise InputError(f"{where}: unsupported dialect {dialect!r}")
     files, tables = manifest.get("files"), manifest.get("tables")
     if not isinstance(files, dict) or manifest.get("dump") not in files:
