@@ -80,10 +80,36 @@ def test_a_file_url_is_percent_decoded(tmp_path):
         Staging(f"file://{tmp_path}/in#box", "BIOMETRICS_INBOX_PATH")
 
 
-@pytest.mark.parametrize("url", ["ftp://host/x", "s3://", "file://remote-host/x", ""])
+@pytest.mark.parametrize("url", ["ftp://host/x", "s3://", "file://remote-host/x", "",
+                                 # Arrow wrote '.' and '..' normalised and listed them literally, and
+                                 # refused '//' (exit 1); urlparse dropped a tab
+                                 "s3://b/dd/../2026-01-05", "s3://b/./x", "s3://b/dbl//2026-01-05",
+                                 "s3://b/tab\tx/2026-01-05", "file:///tmp/tab\tx"])
 def test_bad_staging_urls(url):
     with pytest.raises(ConfigError):
         Staging(url)
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://127.0.0.1:9000", "http://127.0.0.1:9000/some/path"])
+def test_an_endpoint_arrow_cannot_use_is_a_configuration_error(monkeypatch, endpoint):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    with pytest.raises(ConfigError, match="AWS_ENDPOINT_URL=.* must be http"):
+        Staging("s3://bucket/prefix")
+
+
+@pytest.mark.s3
+def test_an_s3_object_named_like_a_folder_is_refused_not_skipped(s3_env, tmp_path):
+    """`aws s3 cp readings.csv s3://inbox/acme/2026-01-05` (no trailing slash) makes an object where the
+    day's folder should be: listed as a prefix it held nothing, and the day loaded without it."""
+    s3_env.create_bucket("inbox-tests")
+    inbox = Staging(f"s3://inbox-tests/{tmp_path.name}")
+    inbox.write_bytes("acme/2026-01-05", b"reading_id,user_id\n")
+    with pytest.raises(InputError, match="acme/2026-01-05 is a file where a folder is expected"):
+        inbox.list_files("acme/2026-01-05")
+    s3_env.client().put_object(Bucket="inbox-tests", Key=f"{tmp_path.name}/other/2026-01-05//double.csv",
+                               Body=b"x")  # an empty part in a key, which Arrow cannot even name
+    with pytest.raises(InputError, match=r"other/2026-01-05//double.csv has an empty part \('//'\) in its key"):
+        inbox.list_files("other/2026-01-05")
 
 
 def test_two_runs_publishing_one_output_at_once_leave_one_of_them_whole(tmp_path):

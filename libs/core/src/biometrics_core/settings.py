@@ -46,7 +46,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AWS_SESSION_TOKEN", None, "S3 staging credentials: the session token of temporary keys (standard AWS "
             "variable; used with the two above).", True),
     Setting("AWS_DEFAULT_REGION", "us-east-1", "S3 region (standard AWS variable)."),
-    Setting("AWS_ENDPOINT_URL", None, "S3-compatible endpoint (MinIO, a local test server)."),
+    Setting("AWS_ENDPOINT_URL", None, "S3-compatible endpoint, `http(s)://host[:port]` (MinIO, a local test server)."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -37,6 +37,9 @@ def _s3_filesystem() -> pafs.S3FileSystem:
     endpoint = settings.get("AWS_ENDPOINT_URL")
     if endpoint:
         parsed = urlparse(endpoint)
+        if parsed.netloc and (parsed.scheme not in ("http", "https") or parsed.path not in ("", "/")):
+            # Arrow's own error (exit 1, retried for an hour), or a path it would ignore without a word
+            raise ConfigError(f"AWS_ENDPOINT_URL={redact(endpoint)!r} must be http(s)://host[:port], with no path")
         if parsed.scheme and parsed.netloc:
             kwargs["endpoint_override"] = parsed.netloc
             kwargs["scheme"] = parsed.scheme
@@ -96,6 +99,9 @@ class Staging:
             raise ConfigError(f"the {what} is empty")
         self.url = url.rstrip("/") if url != "/" else url
         parsed = urlparse(url)
+        if parsed.scheme in ("s3", "file") and any(ord(c) < 0x20 or ord(c) == 0x7f for c in url):
+            # urlparse drops tabs and newlines: another prefix or folder than the one written
+            raise ConfigError(f"invalid {what} {url!r}: it holds a control character (a tab, a newline)")
         if parsed.scheme in ("s3", "file") and ("?" in url or "#" in url):
             # urlparse would cut the path there, and another run's prefix or folder would be used
             raise ConfigError(f"invalid {what} {url!r}: a URL's path cannot hold a raw '?' or '#'; " + (
@@ -104,6 +110,11 @@ class Staging:
         if parsed.scheme == "s3":
             if not parsed.netloc:
                 raise ConfigError(f"invalid {what} {url!r}: expected s3://bucket/prefix")
+            prefix = parsed.path.strip("/")
+            if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
+                # Arrow normalises '.' and '..' when it writes an object and not when it lists
+                # (another day's prefix was written without the check that guards it), and refuses '//'
+                raise ConfigError(f"invalid {what} {url!r}: an S3 prefix cannot have an empty, '.' or '..' part")
             self.fs: pafs.FileSystem = _s3_filesystem()
             self.root = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
             self.is_local = False
@@ -182,6 +193,10 @@ class Staging:
     def list_files(self, rel: str = "", suffixes: tuple[str, ...] = ()) -> list[str]:
         """Files below ``rel`` (recursive), as paths relative to the staging root, sorted."""
         base = self.path(rel)
+        if rel.strip("/") and self._info(rel).type == pafs.FileType.File:
+            # an S3 object named like the folder (`aws s3 cp f.csv s3://inbox/acme/2026-01-05`):
+            # listed as a prefix it holds nothing, and the delivery was dropped without a word
+            raise InputError(f"staging {self.uri(rel)} is a file where a folder is expected")
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as exc:
@@ -192,6 +207,8 @@ class Staging:
             name = info.path[len(prefix):] if info.path.startswith(prefix) else info.path
             if any(part.startswith(".") for part in name.split("/")):
                 continue  # work directories and hidden files are never inputs
+            if info.type == pafs.FileType.File and "" in name.split("/"):  # S3 keeps 'a//b'; Arrow cannot read it
+                raise InputError(f"staging {self.uri(name)} has an empty part ('//') in its key: rename it")
             if info.type == pafs.FileType.Unknown:  # skipping it would drop a delivery without a word
                 raise InputError(f"staging {self.uri(name)} is not a regular file (a FIFO, socket or device)")
             if info.type == pafs.FileType.File and (not suffixes or name.endswith(suffixes)):
