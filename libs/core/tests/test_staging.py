@@ -157,6 +157,24 @@ def test_a_killed_runs_work_directory_is_removed_a_day_later(tmp_path):
     assert not abandoned.exists() and recent.exists()  # a run that may still be going is left alone
 
 
+def test_a_killed_s3_runs_scratch_directory_is_removed_a_day_later(tmp_path, monkeypatch):
+    """With S3 staging a run's scratch (a copy of the staged readings) is in BIOMETRICS_WORK_DIR or
+    the temp directory, which others share: one left by a killed run had stayed there for good."""
+    import os
+    import time
+    monkeypatch.setenv("BIOMETRICS_WORK_DIR", str(tmp_path / "work"))
+    abandoned, recent = tmp_path / "work" / "biometrics-run-abandoned", tmp_path / "work" / "biometrics-run-recent"
+    someone_elses = tmp_path / "work" / "run-not-ours"
+    for folder in (abandoned, recent, someone_elses):
+        (folder / "readings").mkdir(parents=True)
+    day_and_a_bit = time.time() - 25 * 3600
+    for folder in (abandoned, someone_elses):
+        os.utime(folder, (day_and_a_bit, day_and_a_bit))
+    with Staging("s3://bucket/prefix").workdir() as path:
+        assert path.parent == tmp_path / "work" and path.name.startswith("biometrics-run-")
+    assert not abandoned.exists() and recent.exists() and someone_elses.exists()
+
+
 def test_a_work_folder_whose_parent_another_run_removed_meanwhile(tmp_path, monkeypatch):
     """Another run's cleanup removes the shared, empty .work between this run's mkdir and mkdtemp."""
     import os

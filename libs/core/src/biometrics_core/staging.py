@@ -58,6 +58,7 @@ def _s3_filesystem() -> pafs.S3FileSystem:
 def scratch_dir(base: Path | None = None, prefix: str = "biometrics-") -> Iterator[Path]:
     """A private local directory under ``base`` (default ``BIOMETRICS_WORK_DIR`` or the temp dir)."""
     base = Path(base or settings.get("BIOMETRICS_WORK_DIR") or tempfile.gettempdir())
+    _remove_abandoned(base, prefix)
     for attempt in range(3):
         try:
             base.mkdir(parents=True, exist_ok=True)
@@ -79,14 +80,15 @@ _COPY_CHUNK = 8 << 20  # bytes per write of an upload or download: S3's multipar
 ABANDONED_AFTER = dt.timedelta(days=1)  # far beyond a task's 3-hour limit: no live run is that old
 
 
-def _remove_abandoned(base: Path) -> None:
+def _remove_abandoned(base: Path, prefix: str) -> None:
     """Work directories of runs that were killed (SIGKILL, a lost container) hold a partial output
-    each; nothing else would ever remove them."""
+    each, health data (staged readings, a downloaded dump); nothing else would ever remove them."""
     cutoff = (dt.datetime.now(dt.timezone.utc) - ABANDONED_AFTER).timestamp()
     with contextlib.suppress(OSError):
         for folder in base.iterdir():
             with contextlib.suppress(OSError):
-                if folder.name.startswith("run-") and folder.stat().st_mtime < cutoff:
+                if folder.name.startswith(prefix) and folder.is_dir() and not folder.is_symlink() \
+                        and folder.stat().st_mtime < cutoff:
                     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -306,12 +308,11 @@ class Staging:
 
         For local staging it lives inside the staging folder (hidden), so ``publish`` is a rename.
         """
-        if not self.is_local:
-            with scratch_dir(prefix="run-") as path:
+        if not self.is_local:  # in the work or temp directory, which others share: a name of ours
+            with scratch_dir(prefix="biometrics-run-") as path:
                 yield path
             return
         base = Path(self.path(".work"))
-        _remove_abandoned(base)
         try:
             with scratch_dir(base, prefix="run-") as path:
                 yield path
