@@ -7,12 +7,15 @@ a manual run with the param `data_day` (YYYY-MM-DD) processes that day.
 """
 
 import pendulum
-from airflow.sdk import DAG, chain
+from airflow.sdk import DAG, CronTriggerTimetable, chain
 from biometrics_stage import DEFAULT_ARGS, data_day_params, stage_task
 
 with DAG(
     dag_id="biometric_daily_etl",
-    schedule="0 2 * * *",
+    # a trigger timetable, not the cron string: with [scheduler] create_cron_data_intervals on, a
+    # string is a data-interval timetable, whose 02:00 run's logical date is the day before, and the
+    # run would process the day before yesterday
+    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -72,8 +72,9 @@ def main(out: str, logical_dates: list[str]) -> None:
         result["dags"][dag_id] = {
             "fileloc": dag.fileloc,
             "schedule": jsonable(dag.schedule),
-            "timetable_expression": getattr(dag.timetable, "_expression", None),
-            "timetable": type(dag.timetable).__name__,
+            # the timetable the scheduler runs (the DAG's own is the Task SDK's definition of it)
+            "timetable_expression": getattr(_scheduler_dag(dag).timetable, "_expression", None),
+            "timetable": type(_scheduler_dag(dag).timetable).__name__,
             "timezone": str(dag.timezone.name if hasattr(dag.timezone, "name") else dag.timezone),
             "catchup": dag.catchup,
             "tags": jsonable(dag.tags),
@@ -127,6 +128,15 @@ def main(out: str, logical_dates: list[str]) -> None:
                                                      run_after=dt.datetime(2026, 1, 1, tzinfo=utc)),
     }
     result["data_day"] = {name: data_day(run) for name, run in shapes.items()}
+    # the first run the DAG's own timetable schedules from 2026-01-06 00:00Z, as the scheduler makes it
+    from airflow.timetables.base import TimeRestriction
+    for dag_id in result["dags"]:
+        info = _scheduler_dag(bag.dags[dag_id]).timetable.next_dagrun_info(
+            last_automated_data_interval=None,
+            restriction=TimeRestriction(earliest=dt.datetime(2026, 1, 6, tzinfo=utc), latest=None, catchup=True))
+        run = SimpleNamespace(logical_date=info.logical_date, run_after=info.run_after)
+        result["dags"][dag_id]["first_scheduled_run"] = {
+            "run_after": jsonable(info.run_after), "logical_date": jsonable(info.logical_date), "data_day": data_day(run)}
     scheduled = shapes["scheduled 2026-01-06T02:00Z"]
     result["data_day_param"] = {repr(day): _outcome(data_day, scheduled, {"data_day": day})
                                 for day in (None, "", "2025-12-31", " 2025-12-31 ", "2025-13-01", "20251231", 5)}
@@ -203,15 +213,19 @@ def main(out: str, logical_dates: list[str]) -> None:
 _STAGES = ("extract", "transform", "load", "validate", "backup")
 
 
+def _scheduler_dag(dag):
+    """The DAG as the scheduler has it: serialized and read back."""
+    from airflow.serialization.serialized_objects import DagSerialization
+    return DagSerialization.from_dict(DagSerialization.to_dict(dag))
+
+
 def _retry_minutes(bag) -> dict[str, list[list[float]]]:
     import pendulum
     from airflow.models.taskinstance import TaskInstance
-    from airflow.serialization.serialized_objects import DagSerialization
 
     waits: dict[str, list[list[float]]] = {}
     for dag_id, dag in bag.dags.items():
-        scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))
-        for task in scheduled.tasks:
+        for task in _scheduler_dag(dag).tasks:
             for day in range(1, 8):
                 logical = pendulum.datetime(2026, 1, day, 2, tz="UTC")
                 ended = logical.add(minutes=10)

@@ -79,7 +79,7 @@ def test_every_dag_imports_without_errors(parsed):
 
 def test_schedule_timezone_catchup_tags_owner(parsed):
     dag = parsed["dags"][DAG_ID]
-    assert dag["schedule"] == "0 2 * * *"
+    assert dag["timetable_expression"] == "0 2 * * *"
     assert dag["timetable"] == "CronTriggerTimetable"  # logical date = the 02:00 trigger time
     assert dag["timezone"] == "UTC"
     assert dag["start_date"].endswith("+00:00")
@@ -87,6 +87,18 @@ def test_schedule_timezone_catchup_tags_owner(parsed):
     assert {"biometrics", "etl"} <= set(dag["tags"])
     assert dag["owner"] == "biometrics"
     assert dag["max_active_runs"] == 1
+
+
+@pytest.mark.parametrize("data_intervals", ["False", "True"])
+def test_the_first_scheduled_run_processes_the_previous_day_whatever_the_cron_setting(
+        airflow, images_file, tmp_path_factory, data_intervals):
+    """With [scheduler] create_cron_data_intervals on, a cron string had become a data-interval
+    timetable: the run at 2026-01-06 02:00 had the logical date 2026-01-05 02:00 and processed 2026-01-04."""
+    out = tmp_path_factory.mktemp("probe") / f"cron-{data_intervals}.json"
+    parsed = airflow.probe(out, [RUN], {"BIOMETRICS_IMAGES_FILE": str(images_file), **_connections(),
+                                        "AIRFLOW__SCHEDULER__CREATE_CRON_DATA_INTERVALS": data_intervals})
+    first = parsed["dags"][DAG_ID]["first_scheduled_run"]
+    assert first["run_after"].startswith("2026-01-06T02:00:00") and first["data_day"] == DATA_DAY, first
 
 
 def test_retries_with_exponential_backoff_capped_at_an_hour(parsed):
