@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import errno
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +30,8 @@ from .redact import one_line, redact
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
+
+log = logging.getLogger(__name__)
 
 
 def _s3_filesystem() -> pafs.S3FileSystem:
@@ -381,3 +384,5 @@ class Staging:
         finally:
             for folder in (*replaced, incoming):
                 shutil.rmtree(folder, ignore_errors=True)
+                if folder.exists():  # another user's files (a stage run as root by hand): health data left
+                    log.warning("could not remove all of %s (files of another user?): remove it by hand", folder)
