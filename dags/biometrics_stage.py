@@ -169,7 +169,8 @@ def stage_settings(value: Any, name: str = "stage_settings") -> dict[str, str]:
     environment = {}
     for key, setting in settings.items():
         if isinstance(setting, bool) or not isinstance(setting, (str, int, float)):
-            raise ValueError(f"Variable {name}: {key} must be text or a number, not {json.dumps(setting)}")
+            kind = {bool: "a boolean", dict: "an object", list: "a list"}.get(type(setting), "null")
+            raise ValueError(f"Variable {name}: {key} must be text or a number, not {kind}")  # not the value: task logs
         environment[key] = str(setting).strip()
     return environment
 

@@ -161,7 +161,7 @@ def main(out: str, logical_dates: list[str]) -> None:
     result["stage_settings"] = {repr(value): _outcome(stage_settings, value) for value in (
         None, " ", '{"BIOMETRICS_MEMORY_LIMIT": " 1GB ", "BIOMETRICS_THREADS": 2}', "{", "[]",
         '{"BIOMETRICS_DB_URL": "postgresql://x"}', '{"BIOMETRICS_BATCH_SIZE": 5}', '{"BIOMETRICS_THREADS": true}',
-        '{"BIOMETRICS_THREADS": [1]}')}
+        '{"BIOMETRICS_THREADS": [1]}', '{"BIOMETRICS_THREADS": {"a": "SECRETY"}}')}
     images = {}
     for name, content in {"empty": "", "not json": "{", "a list": "[]", "no images": '{"registry": "r"}',
                           "a stage missing": json.dumps({"images": {"extract": "r/e:1.0"}}),

@@ -262,6 +262,9 @@ def test_the_variable_stage_settings_reaches_every_stage(parsed, parsed_with_var
         assert f"{name} cannot be set there" in error and "postgresql://x" not in error
     assert "must be text or a number" in outcomes[repr('{"BIOMETRICS_THREADS": true}')]["error"]
     assert "must be text or a number" in outcomes[repr('{"BIOMETRICS_THREADS": [1]}')]["error"]
+    # the value is not repeated into the task log (a secret pasted in the wrong place)
+    assert outcomes[repr('{"BIOMETRICS_THREADS": {"a": "SECRETY"}}')]["error"].endswith(
+        "BIOMETRICS_THREADS must be text or a number, not an object")
 
 
 def test_no_secret_in_any_command_or_rendered_field(parsed, parsed_with_variables):

@@ -229,3 +229,16 @@ def test_a_port_inside_the_host_parameter_is_refused():
     for url in ("postgresql://u@/db?host=/run/postgresql&port=5433", "postgresql://u@/db?host=::1",
                 "postgresql://u@h:5433/db"):
         parse_url(url, "BIOMETRICS_DB_URL")
+
+
+@pytest.mark.parametrize("name,value", [("BIOMETRICS_VOLUME_MIN_RATIO", "abc"), ("BIOMETRICS_THREADS", "2.0"),
+                                        ("BIOMETRICS_THREADS", "2000"), ("BIOMETRICS_MEMORY_LIMIT", "lots"),
+                                        ("BIOMETRICS_VOLUME_MAX_RATIO", "0.1"), ("BIOMETRICS_BATCH_SIZE", "0"),
+                                        ("BIOMETRICS_VALIDATE_WORK_MEM", "lots"), ("BIOMETRICS_LOG_LEVEL", "loud")])
+def test_every_stage_refuses_any_stages_bad_setting_before_it_runs(monkeypatch, name, value):
+    """The DAG gives every container the same settings: a value only validate or the transform reads
+    had let the extract, the transform and the load replace the warehouse's day first."""
+    monkeypatch.setenv(name, value)
+    result = invoke("run", "--date", "2026-01-05", "--staging-path", "/tmp/never-written")
+    assert result.exit_code == 2 and name in result.stderr, result.stderr
+    assert "rows_in" not in result.stdout  # the command's body never ran

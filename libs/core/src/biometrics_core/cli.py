@@ -155,6 +155,7 @@ def stage_command(group: click.Group, name: str, help: str, *, dated: bool = Tru
             os.umask(0o077)
             try:
                 logs.configure(settings.log_level(log_level))
+                settings.check_all()
             except EtlError as exc:
                 fail(prog, str(exc), exc.exit_code)
             started = time.monotonic()

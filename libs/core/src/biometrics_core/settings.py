@@ -19,28 +19,35 @@ class Setting:
     default: str | None
     help: str
     secret: bool = False
+    kind: str = "text"  # how its value is checked: text, int, size, postgres_size, ratio, level
+    minimum: int = 1                    # (int)
+    maximum: int | None = None          # (int; None: a C int's largest)
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("BIOMETRICS_DB_URL", None, "Application database (SQLAlchemy URL); source of readings.", True),
     Setting("BIOMETRICS_WAREHOUSE_URL", None, "Warehouse database (SQLAlchemy URL).", True),
-    Setting("BIOMETRICS_BATCH_SIZE", "10000", "Rows a stage holds at once where it streams."),
-    Setting("BIOMETRICS_EXTRACT_CONNECTIONS", "2", "Extract: parallel slices of the day read from PostgreSQL."),
+    Setting("BIOMETRICS_BATCH_SIZE", "10000", "Rows a stage holds at once where it streams.", kind="int"),
+    Setting("BIOMETRICS_EXTRACT_CONNECTIONS", "2", "Extract: parallel slices of the day read from PostgreSQL.",
+            kind="int"),
     Setting("BIOMETRICS_INBOX_PATH", None, "Vendor inbox root; default `<staging-path>/inbox`. When set: an existing folder, or a prefix of an existing bucket."),
     Setting("BIOMETRICS_WORK_DIR", None, "Local scratch directory; default the system temp dir."),
-    Setting("BIOMETRICS_MEMORY_LIMIT", "512MB", "Memory budget of the transform engine (DuckDB)."),
+    Setting("BIOMETRICS_MEMORY_LIMIT", "512MB", "Memory budget of the transform engine (DuckDB).", kind="size"),
     Setting("BIOMETRICS_LOAD_MAINTENANCE_WORK_MEM", "1GB", "Load: PostgreSQL `maintenance_work_mem` of each of the "
             "two sessions that build the day's indexes at once (each sort stays in memory up to this size: the "
-            "server may use twice it meanwhile)."),
+            "server may use twice it meanwhile).", kind="postgres_size"),
     Setting("BIOMETRICS_VALIDATE_WORK_MEM", "256MB", "Validate: PostgreSQL `work_mem` of its read-only snapshot "
             "(when a bucket disagrees, the group-by-group comparison's aggregate of ~300 k groups stays in "
-            "memory; 4MB, the server default, makes it spill to disk)."),
-    Setting("BIOMETRICS_THREADS", None, "Threads of the transform engine (1-1024); default all cores."),
-    Setting("BIOMETRICS_RETENTION_DAYS", "90", "Default `--retention-days` of `biometrics-backup purge`."),
-    Setting("BIOMETRICS_VOLUME_MIN_RATIO", "0.5", "Validate: lowest accepted day volume / trailing 7-day mean."),
-    Setting("BIOMETRICS_VOLUME_MAX_RATIO", "2.0", "Validate: highest accepted day volume / trailing 7-day mean."),
+            "memory; 4MB, the server default, makes it spill to disk).", kind="postgres_size"),
+    Setting("BIOMETRICS_THREADS", None, "Threads of the transform engine (1-1024); default all cores.", kind="int",
+            maximum=1024),
+    Setting("BIOMETRICS_RETENTION_DAYS", "90", "Default `--retention-days` of `biometrics-backup purge`.", kind="int"),
+    Setting("BIOMETRICS_VOLUME_MIN_RATIO", "0.5", "Validate: lowest accepted day volume / trailing 7-day mean.",
+            kind="ratio"),
+    Setting("BIOMETRICS_VOLUME_MAX_RATIO", "2.0", "Validate: highest accepted day volume / trailing 7-day mean.",
+            kind="ratio"),
     Setting("BIOMETRICS_RESTORE_TARGET_URL", None, "Default `--target-url` of `biometrics-backup restore`.", True),
-    Setting("BIOMETRICS_LOG_LEVEL", "INFO", "Log level of the stage (logs go to stderr)."),
+    Setting("BIOMETRICS_LOG_LEVEL", "INFO", "Log level of the stage (logs go to stderr).", kind="level"),
     Setting("AWS_ACCESS_KEY_ID", None, "S3 staging credentials (standard AWS variable).", True),
     Setting("AWS_SECRET_ACCESS_KEY", None, "S3 staging credentials (standard AWS variable).", True),
     Setting("AWS_SESSION_TOKEN", None, "S3 staging credentials: the session token of temporary keys (standard AWS "
@@ -69,7 +76,10 @@ def require(name: str, purpose: str) -> str:
 _INT_MAX = 2**31 - 1  # what the engines and drivers take as a count (a C int)
 
 
-def get_int(name: str, minimum: int = 1, maximum: int = _INT_MAX) -> int:
+def get_int(name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """A whole-number setting within its declared bounds (or the ones given)."""
+    minimum = _BY_NAME[name].minimum if minimum is None else minimum
+    maximum = (_BY_NAME[name].maximum or _INT_MAX) if maximum is None else maximum
     raw = get(name)
     try:
         value = int(raw)  # type: ignore[arg-type]
@@ -82,12 +92,16 @@ def get_int(name: str, minimum: int = 1, maximum: int = _INT_MAX) -> int:
     return value
 
 
-def get_optional_int(name: str, minimum: int = 1, maximum: int = _INT_MAX) -> int | None:
+def get_optional_int(name: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
     """A whole-number setting whose absence means "let the engine decide"."""
     return get_int(name, minimum, maximum) if get(name) is not None else None
 
 
 _SIZE = re.compile(r"\s*[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", re.IGNORECASE)
+
+
+# what PostgreSQL reads as a memory setting: a number, in kB without a unit (units case-sensitive)
+_POSTGRES_SIZE = re.compile(r"\s*[0-9]+(\.[0-9]+)?\s*(B|kB|MB|GB|TB)?\s*")
 
 
 def get_size(name: str) -> str:
@@ -115,6 +129,36 @@ def get_float(name: str) -> float:
         return float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def volume_bounds() -> tuple[float, float]:
+    """Validate's accepted range of the day's volume against its trailing days."""
+    low, high = get_float("BIOMETRICS_VOLUME_MIN_RATIO"), get_float("BIOMETRICS_VOLUME_MAX_RATIO")
+    if not 0 <= low <= high:
+        raise ConfigError(f"BIOMETRICS_VOLUME_MIN_RATIO={low} and BIOMETRICS_VOLUME_MAX_RATIO={high}: "
+                          "expected 0 <= min <= max")
+    return low, high
+
+
+def check_all() -> None:
+    """ConfigError for the first variable set to a value its kind refuses. Every stage checks them
+    all when it starts: the DAG gives every container the same settings, and a value only a later
+    stage reads (validate's ratios, the transform's threads) had let the extract, the transform and
+    the load replace the warehouse's day before it failed."""
+    for setting in SETTINGS:
+        if os.environ.get(setting.name) in (None, ""):
+            continue
+        if setting.kind == "int":
+            get_int(setting.name)
+        elif setting.kind == "size":
+            get_size(setting.name)
+        elif setting.kind == "postgres_size" and not _POSTGRES_SIZE.fullmatch(get(setting.name) or ""):
+            # the server has the last word (db.session_setting); this only spares the earlier stages
+            raise ConfigError(f"{setting.name}={get(setting.name)!r} is not a PostgreSQL memory size "
+                              "(such as 256MB or 1GB)")
+        elif setting.kind == "level":
+            log_level(None)
+    volume_bounds()
 
 
 def batch_size() -> int:

@@ -16,7 +16,6 @@ from biometrics_core.manifest import required_upstream_manifest
 from . import rules
 
 log = logging.getLogger(__name__)
-MAX_THREADS = 1024
 
 main = stage_group("transform", "Transform stage of the BIOMETRICS ETL.")
 
@@ -99,7 +98,7 @@ def _open_staged(con, inputs: list[str], where: str) -> tuple[int, int]:
 @stage_command(main, "readings", help="Clean, normalise, deduplicate and aggregate the day's staged readings.")
 def readings(run: StageRun):
     # DuckDB starts every thread it is told to: 100,000 of them hung the stage instead of failing it
-    threads = settings.get_optional_int("BIOMETRICS_THREADS", maximum=MAX_THREADS)
+    threads = settings.get_optional_int("BIOMETRICS_THREADS")
     memory_limit = settings.get_size("BIOMETRICS_MEMORY_LIMIT")
     now = dt.datetime.now(dt.timezone.utc)
     files = _staged_files(run)

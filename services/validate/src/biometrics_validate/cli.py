@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from biometrics_core import db, runlog, settings
 from biometrics_core.cli import StageRun, stage_command, stage_group
-from biometrics_core.errors import ConfigError, DataQualityError, InputError
+from biometrics_core.errors import DataQualityError, InputError
 from biometrics_core.schemas import DATABASE_SOURCE
 
 from . import checks, day, profile, source
@@ -15,14 +15,6 @@ from . import checks, day, profile, source
 log = logging.getLogger(__name__)
 
 main = stage_group("validate", "Validate stage of the BIOMETRICS ETL.")
-
-
-def _volume_bounds() -> tuple[float, float]:
-    low, high = settings.get_float("BIOMETRICS_VOLUME_MIN_RATIO"), settings.get_float("BIOMETRICS_VOLUME_MAX_RATIO")
-    if not 0 <= low <= high:
-        raise ConfigError(f"BIOMETRICS_VOLUME_MIN_RATIO={low} and BIOMETRICS_VOLUME_MAX_RATIO={high}: "
-                          "expected 0 <= min <= max")
-    return low, high
 
 
 def _count_database_rows(engine, run: StageRun) -> int:
@@ -36,7 +28,7 @@ def _count_database_rows(engine, run: StageRun) -> int:
                                       "NULL keys, value ranges, daily metrics, readings on their day, uniqueness "
                                       "and volume. Exit 1 names failed checks.")
 def readings(run: StageRun):
-    min_ratio, max_ratio = _volume_bounds()
+    min_ratio, max_ratio = settings.volume_bounds()
     # configuration and inputs first: a missing setting or manifest exits 2 before any query runs
     warehouse_url = settings.warehouse_url()
     extracted = source.extracted_rows(run.staging, run.day)
