@@ -19,10 +19,10 @@ DOC = REPO / "README.md"
 DAY = dt.date(2026, 1, 5)
 
 
-def _debug_command() -> str:
+def _debug_command(marker: str = "debug-command") -> str:
     text = DOC.read_text()
-    match = re.search(r"<!-- debug-command -->\s*```sh\n(.*?)```", text, re.S)
-    assert match, f"{DOC.name} has no ```sh block after <!-- debug-command -->"
+    match = re.search(rf"<!-- {marker} -->\s*```sh\n(.*?)```", text, re.S)
+    assert match, f"{DOC.name} has no ```sh block after <!-- {marker} -->"
     return match.group(1)
 
 
@@ -49,3 +49,25 @@ def test_the_documented_docker_run_command_runs_one_stage(postgres_server, s3_en
     listed = s3_endpoint.client().list_objects_v2(Bucket="biometrics-etl", Prefix=prefix)
     assert listed.get("KeyCount", 0) > 0, "the stage staged nothing in S3"
     assert postgres_server.password not in proc.stdout + proc.stderr
+
+
+def test_the_documented_file_staging_command_writes_as_the_staging_roots_owner(postgres_server, stage_images,
+                                                                             tmp_path, require):
+    """The README's form had taken the owner of the mounted parent folder, root in its own layout: the
+    stage ran as root and left files the DAG's stages (uid 999) could neither read nor replace."""
+    require(os.geteuid() == 0, "making a folder of uid 999 needs root")
+    srv = tmp_path / "srv" / "biometrics"
+    (srv / "staging").mkdir(parents=True)
+    os.chown(srv / "staging", 999, 999)  # the DAG's containers' user owns the staging root
+    command = _debug_command("debug-command-file").replace("/srv/biometrics", str(srv))
+    assert "--user" in command and "-v " in command
+    source_url = postgres_server.create_database("debug_file_src")
+    sample.write_source(source_url, sample.generate_day(DAY, users=30, readings_per_user=10).database)
+    env = {**os.environ, "BIOMETRICS_DB_URL": source_url}
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "success"
+    day = srv / "staging" / "biometric_daily_etl" / DAY.isoformat()
+    written = [day, day / "manifests" / "extract-readings.json", *(day / "extract" / "readings").iterdir()]
+    assert {(path.stat().st_uid, path.stat().st_gid) for path in written} == {(999, 999)}
