@@ -51,12 +51,23 @@ def test_the_documented_docker_run_command_runs_one_stage(postgres_server, s3_en
     assert postgres_server.password not in proc.stdout + proc.stderr
 
 
+@pytest.fixture
+def host_folder():
+    """A folder of the host that uid 999 can reach (pytest's own are its owner's only)."""
+    import shutil
+    import tempfile
+    folder = Path(tempfile.mkdtemp(prefix="biometrics-debug-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_the_documented_file_staging_command_writes_as_the_staging_roots_owner(postgres_server, stage_images,
-                                                                             tmp_path, require):
+                                                                             host_folder, require):
     """The README's form had taken the owner of the mounted parent folder, root in its own layout: the
     stage ran as root and left files the DAG's stages (uid 999) could neither read nor replace."""
     require(os.geteuid() == 0, "making a folder of uid 999 needs root")
-    srv = tmp_path / "srv" / "biometrics"
+    srv = host_folder / "srv" / "biometrics"
     (srv / "staging").mkdir(parents=True)
     os.chown(srv / "staging", 999, 999)  # the DAG's containers' user owns the staging root
     command = _debug_command("debug-command-file").replace("/srv/biometrics", str(srv))
