@@ -68,7 +68,9 @@ def test_the_documented_file_staging_command_writes_as_the_staging_roots_owner(p
     stage ran as root and left files the DAG's stages (uid 999) could neither read nor replace."""
     require(os.geteuid() == 0, "making a folder of uid 999 needs root")
     srv = host_folder / "srv" / "biometrics"
-    (srv / "staging").mkdir(parents=True)
+    for folder in (host_folder / "srv", srv, srv / "staging"):
+        folder.mkdir()
+        folder.chmod(0o755)  # whatever the umask (a stage run in this process sets 077)
     os.chown(srv / "staging", 999, 999)  # the DAG's containers' user owns the staging root
     command = _debug_command("debug-command-file").replace("/srv/biometrics", str(srv))
     assert "--user" in command and "-v " in command
