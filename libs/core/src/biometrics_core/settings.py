@@ -152,13 +152,13 @@ def check_all() -> None:
             get_int(setting.name)
         elif setting.kind == "size":
             get_size(setting.name)
-        elif setting.kind == "postgres_size" and not _POSTGRES_SIZE.fullmatch(get(setting.name) or ""):
+        elif setting.kind == "postgres_size" and not _POSTGRES_SIZE.fullmatch(os.environ[setting.name]):
             # the server has the last word (db.session_setting); this only spares the earlier stages
-            raise ConfigError(f"{setting.name}={get(setting.name)!r} is not a PostgreSQL memory size "
+            raise ConfigError(f"{setting.name}={os.environ[setting.name]!r} is not a PostgreSQL memory size "
                               "(such as 256MB or 1GB)")
         elif setting.kind == "level":
             log_level(None)
-    volume_bounds()
+    volume_bounds()  # the ratio kind: both numbers, and in order
 
 
 def batch_size() -> int:

@@ -121,7 +121,7 @@ class Staging:
                 # (another day's prefix was written without the check that guards it), and refuses '//'
                 raise ConfigError(f"invalid {what} {url!r}: an S3 prefix cannot have an empty, '.' or '..' part")
             self.fs: pafs.FileSystem = _s3_filesystem()
-            self.root = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+            self.root = f"{parsed.netloc}/{prefix}".rstrip("/")
             self.is_local = False
         elif parsed.scheme in ("file", ""):
             path = unquote(parsed.path) if parsed.scheme == "file" else url  # a plain path is taken as it is

@@ -14,9 +14,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
@@ -168,8 +170,6 @@ class CuttingProxy:
     ``url`` is the server's URL with the relay's port."""
 
     def __init__(self, server_url: str, budget: int):
-        import threading
-        from urllib.parse import urlparse
         parsed = urlparse(server_url)
         self._target = (parsed.hostname, parsed.port)
         self._budget, self._sent, self._lock = budget, 0, threading.Lock()
@@ -179,7 +179,6 @@ class CuttingProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        import threading
         while True:
             try:
                 client, _ = self._listener.accept()

@@ -210,7 +210,8 @@ def _judged_groups(conn: sa.Connection) -> str:
             SELECT user_id, metric_type, sample_count, min_value, max_value, sum_value, value
             FROM {DAILY_METRICS_TABLE} WHERE date = :day
         ), judged AS MATERIALIZED (
-            -- the mean from total / n: avg() would keep a costlier state per group for the same figure
+            -- no avg(): the average is judged from total / n (_close_to_mean), and avg() would keep a
+            -- costlier state per group for the same figure
             SELECT coalesce(r.user_id, d.user_id) AS user_id,
                    coalesce(r.metric_type, d.metric_type) AS metric_type,
                    r.n, r.lo, r.hi, r.total,
