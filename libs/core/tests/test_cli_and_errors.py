@@ -242,3 +242,38 @@ def test_every_stage_refuses_any_stages_bad_setting_before_it_runs(monkeypatch, 
     result = invoke("run", "--date", "2026-01-05", "--staging-path", "/tmp/never-written")
     assert result.exit_code == 2 and name in result.stderr, result.stderr
     assert "rows_in" not in result.stdout  # the command's body never ran
+
+
+@pytest.mark.postgres
+def test_too_many_connections_is_the_same_exit_code_through_every_driver(postgres_server):
+    """The extract reads through SQLAlchemy (psycopg2) and ADBC: a server out of connections was
+    exit 2 through the one and exit 1 through the other."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import sqlalchemy as sa
+
+    from biometrics_core.cli import classify
+    url = sa.make_url(postgres_server.create_database("connection_limit"))
+    admin = sa.create_engine(postgres_server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("DROP ROLE IF EXISTS one_at_a_time"))
+        conn.execute(sa.text("CREATE ROLE one_at_a_time LOGIN PASSWORD 'limited' CONNECTION LIMIT 1"))
+    limited = url.set(username="one_at_a_time", password="limited")
+    engine = sa.create_engine(limited)
+    codes = {}
+    try:
+        with engine.connect():
+            try:
+                sa.create_engine(limited, poolclass=sa.pool.NullPool).connect()
+            except sa.exc.OperationalError as exc:
+                codes["sqlalchemy"] = classify(exc)
+            try:
+                adbc.connect(limited.set(drivername="postgresql").render_as_string(hide_password=False))
+            except adbc.Error as exc:
+                codes["adbc"] = classify(exc)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text("DROP ROLE one_at_a_time"))
+        admin.dispose()
+    assert {driver: code for driver, (_message, code) in codes.items()} == {"sqlalchemy": 2, "adbc": 2}
+    assert all("too many connections" in message and "limited" not in message for message, _ in codes.values())

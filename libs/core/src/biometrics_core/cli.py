@@ -124,8 +124,11 @@ def classify(exc: BaseException) -> tuple[str, int]:
         return f"database error: {exc.orig}", EXIT_USAGE
     if isinstance(exc, DBAPIError):
         return _database_error(exc.orig)
-    if _is_driver_error(exc):  # raised by the driver itself, as by a COPY on its raw cursor
-        return _database_error(exc)
+    if _is_driver_error(exc):  # raised by the driver itself, as by a COPY on its raw cursor or ADBC's
+        message, code = _database_error(exc)
+        # an operational error as SQLAlchemy's wrapper of it gives it above ("too many clients" was
+        # exit 2 through SQLAlchemy's connection and exit 1 through ADBC's)
+        return message, EXIT_USAGE if _is_operational(exc) else code
     if isinstance(exc, SQLAlchemyError):
         return f"database error: {exc}", EXIT_FAILED
     if isinstance(exc, MemoryError):
@@ -138,6 +141,11 @@ _DRIVERS = ("psycopg2", "psycopg", "adbc_driver_manager")  # whose errors may re
 
 def _is_driver_error(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in _DRIVERS and isinstance(exc, Exception)
+
+
+def _is_operational(exc: BaseException) -> bool:
+    """A DB-API ``OperationalError`` of any of the drivers (each defines its own class)."""
+    return any(cls.__name__ == "OperationalError" for cls in type(exc).__mro__)
 
 
 def stage_command(group: click.Group, name: str, help: str, *, dated: bool = True, staged: bool = True,
