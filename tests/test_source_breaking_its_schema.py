@@ -57,3 +57,44 @@ def test_sqlite_times_without_fraction_are_on_their_day(tmp_path):
                 "SELECT reading_id FROM biometric_readings WHERE date = ?", (day.isoformat(),)))
         conn.close()
     assert loaded == {DAY: [1, 2, 5], DAY + dt.timedelta(days=1): [3, 4]}
+
+
+def _reading(reading_id: int, created_at: str, value: float = 70.0) -> tuple:
+    return (reading_id, 7, "d1", "heart_rate", value, "bpm", created_at, created_at)
+
+
+# rows that share a reading_id where the source has no key on it: two different readings (both
+# conflicting_reading_id), the same reading twice (one is a duplicate), and a broken record beside a
+# good one (out_of_range; the good one loads: only records that pass the rules are in conflict)
+_SHARED_IDS = [
+    _reading(9_000_001, "2026-01-05 08:00:00"), _reading(9_000_001, "2026-01-05 09:00:00"),
+    _reading(9_000_002, "2026-01-05 10:00:00"), _reading(9_000_002, "2026-01-05 10:00:00"),
+    _reading(9_000_003, "2026-01-05 11:00:00", value=900.0), _reading(9_000_003, "2026-01-05 12:00:00"),
+]
+
+
+def test_a_source_without_a_key_on_its_ids_has_them_checked_and_its_day_loads(tmp_path):
+    """Two readings under one reading_id in a source without its primary key: the warehouse's key
+    (reading_id, source, date) refused the whole day at the load, on every retry."""
+    source = tmp_path / "app.db"
+    url = sample.write_sqlite_source_without_constraints(
+        source, sample.generate_day(DAY, users=30, readings_per_user=10).database, primary_key=False)
+    with sqlite3.connect(source) as conn:
+        conn.executemany("INSERT INTO raw_biometric_data VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _SHARED_IDS)
+    conn.close()
+    warehouse = f"sqlite:///{tmp_path / 'wh.db'}"
+    manifests = run_daily_job(DAY, str(tmp_path / "staging"),
+                              {"BIOMETRICS_DB_URL": url, "BIOMETRICS_WAREHOUSE_URL": warehouse})
+    assert manifests["extract"]["details"]["database_ids_unique"] is False
+    rejected = manifests["transform"]["rows_rejected"]
+    assert rejected["conflicting_reading_id"] == 2
+    reference = assert_warehouse_matches(warehouse, DAY, source_records(url, DAY, {}))
+    assert reference.rejected[("database", 9_000_001), "conflicting_reading_id"] == 2
+    assert reference.rejected[("database", 9_000_002), "duplicate"] == 1
+    assert reference.rejected[("database", 9_000_003), "out_of_range"] == 1
+    assert ("database", 9_000_003) in reference.clean
+    with sqlite3.connect(tmp_path / "wh.db") as conn:
+        (detail,) = conn.execute("SELECT detail FROM etl_dead_letters WHERE source_record_id = '9000001' "
+                                 "LIMIT 1").fetchone()
+    conn.close()
+    assert detail.startswith("reading_id 9000001 of database names 2 records of the day")

@@ -79,3 +79,26 @@ def test_a_device_id_too_long_for_the_natural_key_is_a_dead_letter_and_the_day_l
                               {"BIOMETRICS_DB_URL": source_url, "BIOMETRICS_WAREHOUSE_URL": warehouse_url})
     assert manifests["transform"]["rows_rejected"]["device_id_too_long"] == 1
     assert_warehouse_matches(warehouse_url, DAY, source_records(source_url, DAY, {}))
+
+
+def test_a_postgres_source_without_its_primary_key_has_its_ids_checked(postgres_server, tmp_path):
+    """The application's table copied without its primary key (a replica, a view's table), holding
+    two readings under one reading_id: the load refused the whole day on the warehouse's key."""
+    from biometrics_testkit.compare import assert_warehouse_matches, source_records
+    source_url = postgres_server.create_database("unkeyed_src")
+    warehouse_url = postgres_server.create_database("unkeyed_wh")
+    sample.write_source(source_url, sample.generate_day(DAY, users=60, readings_per_user=10).database)
+    engine = sa.create_engine(source_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE raw_biometric_data DROP CONSTRAINT raw_biometric_data_pkey"))
+        shared = conn.execute(sa.text("SELECT reading_id FROM raw_biometric_data WHERE metric_type = 'heart_rate' "
+                                      "AND value BETWEEN 50 AND 100 ORDER BY reading_id LIMIT 1")).scalar()
+        conn.execute(sa.text("INSERT INTO raw_biometric_data SELECT reading_id, user_id, device_id || '-other', "
+                             "metric_type, value, unit, created_at, ingested_at FROM raw_biometric_data "
+                             "WHERE reading_id = :id"), {"id": shared})
+    engine.dispose()
+    manifests = run_daily_job(DAY, str(tmp_path / "staging"),
+                              {"BIOMETRICS_DB_URL": source_url, "BIOMETRICS_WAREHOUSE_URL": warehouse_url})
+    assert manifests["transform"]["rows_rejected"]["conflicting_reading_id"] == 2
+    reference = assert_warehouse_matches(warehouse_url, DAY, source_records(source_url, DAY, {}))
+    assert reference.rejected[("database", shared), "conflicting_reading_id"] == 2

@@ -370,3 +370,53 @@ def test_text_of_a_sql_ascii_source_that_is_not_utf8(postgres_server, tmp_path, 
     result = CliRunner().invoke(main, ["readings", "--date", str(DAY), "--staging-path", str(tmp_path / "s")])
     assert result.exit_code == 2, result.output
     assert "breaks its schema (column device_id" in result.output
+
+
+# the source's key on reading_id, as DDL after the columns; whether it makes the ids unique
+_ID_KEYS = [
+    ("PRIMARY KEY (reading_id)", True),
+    ("UNIQUE (reading_id)", True),
+    ("", False),
+    ("PRIMARY KEY (reading_id, user_id)", False),
+]
+_ID_INDEXES = [
+    ("CREATE UNIQUE INDEX ux_id ON raw_biometric_data (reading_id)", True),
+    ("CREATE UNIQUE INDEX ux_id ON raw_biometric_data (reading_id) WHERE user_id > 0", False),
+    ("CREATE INDEX ix_id ON raw_biometric_data (reading_id)", False),
+    ("CREATE UNIQUE INDEX ux_id ON raw_biometric_data (reading_id, device_id)", False),
+]
+
+
+def _ids_are_unique(url: str, key: str, index: str | None) -> bool:
+    import sqlalchemy as sa
+
+    from biometrics_extract.database import ids_are_unique
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS raw_biometric_data"))
+        conn.execute(sa.text("CREATE TABLE raw_biometric_data (reading_id BIGINT, user_id BIGINT, device_id TEXT, "
+                             f"metric_type TEXT, value FLOAT, unit TEXT, created_at TIMESTAMP, "
+                             f"ingested_at TIMESTAMP{', ' + key if key else ''})"))
+        if index:
+            conn.execute(sa.text(index))
+    try:
+        return ids_are_unique(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("key, index, unique", [(k, None, u) for k, u in _ID_KEYS] + [("", i, u) for i, u in _ID_INDEXES])
+def test_the_source_keys_its_ids_only_by_a_key_on_reading_id_alone(postgres_server, tmp_path, key, index, unique):
+    """Only a key on reading_id alone tells the transform that the database's ids need no check."""
+    assert _ids_are_unique(f"sqlite:///{tmp_path / 'app.db'}", key, index) is unique
+    assert _ids_are_unique(postgres_server.create_database("id_keys"), key, index) is unique
+
+
+def test_the_manifest_says_whether_the_source_keys_its_ids(tmp_path, monkeypatch):
+    keyed = f"sqlite:///{tmp_path / 'keyed.db'}"
+    sample.write_source(keyed, _source_table())
+    assert _extract(keyed, tmp_path / "a", monkeypatch)["details"]["database_ids_unique"] is True
+    unkeyed = sample.write_sqlite_source_without_constraints(tmp_path / "unkeyed.db", _source_table(),
+                                                             primary_key=False)
+    assert _extract(unkeyed, tmp_path / "b", monkeypatch)["details"]["database_ids_unique"] is False

@@ -90,12 +90,12 @@ def compute(day: dt.date, records: list[dict]) -> Expected:
             out.rejected[key, "out_of_range"] += 1
             continue
         candidates.append((key, r, value, created, canonical))
-    # a vendor id given to readings with different natural keys: all of them rejected, none guessed
-    # (the database's ids are its primary key)
+    # an id given to readings with different natural keys: all of them rejected, none guessed (the
+    # application database's ids are its primary key, which makes this a no-op for them, but a
+    # source without that key is held to the rule too)
     natural_keys: dict[tuple[str, int], set] = defaultdict(set)
     for key, r, _value, created, _unit in candidates:
-        if key[0] != "database":
-            natural_keys[key].add((int(r["user_id"]), r["device_id"], r["metric_type"], created))
+        natural_keys[key].add((int(r["user_id"]), r["device_id"], r["metric_type"], created))
     conflicting = {key for key, keys in natural_keys.items() if len(keys) > 1}
     for cand in [c for c in candidates if c[0] in conflicting]:
         out.rejected[cand[0], "conflicting_reading_id"] += 1

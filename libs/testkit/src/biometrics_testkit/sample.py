@@ -231,12 +231,14 @@ def write_source(url: str, table: pa.Table, *, replace: bool = False) -> int:
     return table.num_rows
 
 
-def write_sqlite_source_without_constraints(path: Path, table: pa.Table) -> str:
+def write_sqlite_source_without_constraints(path: Path, table: pa.Table, *, primary_key: bool = True) -> str:
     """The application's table in SQLite as a careless copy would make it: the columns and their
-    types, none of the NOT NULL constraints (SQLite then keeps whatever a row is given). Returns the URL."""
+    types, none of the NOT NULL constraints (SQLite then keeps whatever a row is given), and with
+    ``primary_key=False`` no key on ``reading_id`` either. Returns the URL."""
     import sqlite3
+    key = "INTEGER PRIMARY KEY" if primary_key else "BIGINT"
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE raw_biometric_data (reading_id INTEGER PRIMARY KEY, user_id BIGINT, device_id TEXT, "
+        conn.execute(f"CREATE TABLE raw_biometric_data (reading_id {key}, user_id BIGINT, device_id TEXT, "
                      "metric_type TEXT, value FLOAT, unit TEXT, created_at DATETIME, ingested_at DATETIME)")
     conn.close()
     url = f"sqlite:///{path}"

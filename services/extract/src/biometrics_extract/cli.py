@@ -11,7 +11,7 @@ from biometrics_core.cli import StageRun, stage_command, stage_group
 from biometrics_core.errors import ConfigError
 from biometrics_core.manifest import refuse_another_days_staging
 from biometrics_core.schemas import DATABASE_SOURCE, EXTRACT_READINGS
-from biometrics_core.source import check_source
+from biometrics_core.source import SOURCE_TABLE, check_source
 from biometrics_core.staging import Staging
 
 from . import database, vendor
@@ -43,6 +43,10 @@ def readings(run: StageRun):
     # the source table and the vendor files are checked before anything is written: a missing table
     # or a malformed file stops the run with nothing staged
     check_source(engine)
+    ids_unique = database.ids_are_unique(engine)
+    if not ids_unique:
+        log.warning("%s has no primary key or unique index on reading_id: the transform checks the "
+                    "database's ids too (a conflicting id is a dead letter)", SOURCE_TABLE)
     vendor_files = vendor.read_inbox(_inbox(run), run.day)
     counts: dict[str, int] = {}
     with run.staging.workdir() as work:
@@ -58,6 +62,7 @@ def readings(run: StageRun):
     total = sum(counts.values())
     run.manifest.rows_in = run.manifest.rows_out = total
     run.manifest.outputs = [run.staging.uri(EXTRACT_READINGS)]
-    run.manifest.details = {"rows_by_source": counts, "vendor_files": [vf.uri for vf in vendor_files]}
+    run.manifest.details = {"rows_by_source": counts, "vendor_files": [vf.uri for vf in vendor_files],
+                            "database_ids_unique": ids_unique}
     log.info("extracted %d rows (%s)", total, ", ".join(f"{k}={v}" for k, v in counts.items()))
     return run.manifest

@@ -87,6 +87,22 @@ def _refuse_wrapped_times(batch: pa.RecordBatch, name: str, column: pa.Array) ->
                          "the year 294246, which no reading has and Arrow cannot hold")
 
 
+def ids_are_unique(engine: Engine) -> bool:
+    """Whether the source itself guarantees one row per ``reading_id``: its primary key, a unique
+    constraint or a unique index (not a partial one) on that column alone. The application's table
+    has one; a copy, a view or a replica made without it may hold two readings under one id, which
+    the transform must then look for (the warehouse's key would refuse the whole day)."""
+    inspector = sa.inspect(engine)
+    alone = ["reading_id"]
+    if (inspector.get_pk_constraint(SOURCE_TABLE) or {}).get("constrained_columns") == alone:
+        return True
+    if any(c["column_names"] == alone for c in inspector.get_unique_constraints(SOURCE_TABLE)):
+        return True
+    return any(index.get("unique") and index["column_names"] == alone
+               and not any(k.endswith("_where") and v is not None for k, v in index.get("dialect_options", {}).items())
+               for index in inspector.get_indexes(SOURCE_TABLE))
+
+
 def _text_may_not_be_utf8(engine: Engine) -> bool:
     with engine.connect() as conn:
         return conn.execute(sa.text("SELECT pg_encoding_to_char(encoding) FROM pg_database "

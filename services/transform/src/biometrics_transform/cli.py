@@ -121,7 +121,8 @@ def readings(run: StageRun):
                 raise InputError(f"the staged readings have {rows_in} rows, the extract wrote "
                                  f"{extracted.get('rows_out')}: the staging was changed after the extract; "
                                  f"rerun it for {run.day}")
-            rules.classify(con, run.day)
+            # (a manifest that does not say, from before the extract looked, has its ids checked)
+            rules.classify(con, run.day, extracted.get("details", {}).get("database_ids_unique") is True)
             written = {rel: work / "out" / rel / "part-0.parquet" for rel in OUTPUTS}
             for rel, query in OUTPUTS.items():
                 written[rel].parent.mkdir(parents=True)

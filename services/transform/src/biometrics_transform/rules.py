@@ -2,9 +2,10 @@
 
 Every input row gets exactly one outcome: clean, or rejected with a reason (the first rule it
 breaks, in the order of ``REJECT_REASONS``), so clean + rejected always equals the input.
-Among the rows that pass the other rules, a vendor's reading_id given to two different readings
-sets all of them aside (``conflicting_reading_id``), then duplicates of a natural key lose to the
-lowest reading_id (``duplicate``), so a broken or ambiguous record never pushes out a good one.
+Among the rows that pass the other rules, a reading_id given to two different readings (by a
+vendor, or by a source without a key on it) sets all of them aside (``conflicting_reading_id``),
+then duplicates of a natural key lose to the lowest reading_id (``duplicate``), so a broken or
+ambiguous record never pushes out a good one.
 
 The rules are evaluated on every staged row once per output that needs every row (the clean
 readings, the dead letters). Finding the duplicates reads the staged rows twice more, the first
@@ -59,18 +60,19 @@ CREATE VIEW judged AS {_JUDGE.format(rows="staged")};
 
 -- A reading_id names one reading of its source. The application database's primary key guarantees
 -- it for the database's rows; a vendor file guarantees nothing, and the warehouse's key (reading_id,
--- source, date) would refuse the whole day. A vendor id given to two different readings of the day
--- (two natural keys, among the records that pass the rules) is ambiguous: each of its records becomes
--- a dead letter and none is guessed into the warehouse. Only vendor rows are looked at (a day's
--- vendor records are few; the database's ten million are skipped by the parquet statistics of their
--- files).
-CREATE TEMP TABLE vendor_passed AS
+-- source, date) would refuse the whole day. An id given to two different readings of the day (two
+-- natural keys, among the records that pass the rules) is ambiguous: each of its records becomes a
+-- dead letter and none is guessed into the warehouse. Only the rows whose ids nothing guarantees are
+-- looked at ($unkeyed_rows): the vendors' (a day's vendor records are few; the database's ten million
+-- are skipped by the parquet statistics of their files), and the database's too when the extract
+-- found no key on its reading_id.
+CREATE TEMP TABLE unkeyed_passed AS
 SELECT source, reading_id, {_DUPLICATE_KEY}, file_index, file_row_number
-FROM ({_JUDGE.format(rows=f"(SELECT * FROM staged WHERE {_VENDOR_ROW})")})
+FROM ({_JUDGE.format(rows="(SELECT * FROM staged WHERE $unkeyed_rows)")})
 WHERE rule_reason IS NULL;
 
 CREATE TEMP TABLE conflicting_ids AS
-SELECT source, reading_id, count(*) AS records FROM vendor_passed
+SELECT source, reading_id, count(*) AS records FROM unkeyed_passed
 GROUP BY source, reading_id HAVING count(DISTINCT ({_DUPLICATE_KEY})) > 1;
 
 -- Duplicates are rare (about 1 % of a day). One streaming aggregate over a 64-bit hash of the key
@@ -94,7 +96,7 @@ CREATE TEMP TABLE set_aside AS
 SELECT v.file_index, v.file_row_number, 'conflicting_reading_id' AS reason,
        'reading_id ' || v.reading_id || ' of ' || v.source || ' names ' || c.records
        || ' records of the day that differ in ({_DUPLICATE_KEY}): none is kept' AS detail
-FROM vendor_passed v JOIN conflicting_ids c USING (source, reading_id)
+FROM unkeyed_passed v JOIN conflicting_ids c USING (source, reading_id)
 UNION ALL
 SELECT file_index, file_row_number, 'duplicate',
        'duplicate of ' || kept_record || ' (same {_DUPLICATE_KEY})' FROM (
@@ -198,7 +200,9 @@ def sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def classify(con: duckdb.DuckDBPyConnection, day: dt.date) -> None:
+def classify(con: duckdb.DuckDBPyConnection, day: dt.date, database_ids_unique: bool = True) -> None:
     """Judge every row of the ``staged`` view (the ``judged`` view) and find the duplicates that
-    lose to another row of their key or whose vendor id is in conflict (the ``set_aside`` table)."""
-    con.execute(render(_CLASSIFY, day))
+    lose to another row of their key or whose id is in conflict (the ``set_aside`` table).
+    ``database_ids_unique``: the source's key guarantees the database rows' ids (else they are
+    checked for conflicts as the vendors' are)."""
+    con.execute(render(_CLASSIFY, day).replace("$unkeyed_rows", _VENDOR_ROW if database_ids_unique else "TRUE"))
