@@ -407,3 +407,39 @@ def test_a_forced_restore_refuses_to_drop_what_depends_on_the_replaced_tables(pg
     assert tools.content(target) == before
     assert tools.scalar(target, "SELECT count(*) FROM pg_views WHERE viewname = 'dashboard'") == 1
     assert tools.scalar(target, "SELECT count(*) FROM pg_namespace WHERE nspname = :s", s=dump_postgres.ASIDE_SCHEMA) == 0
+
+
+@pytest.mark.postgres
+def test_a_second_backup_of_the_day_waits_for_the_first_to_publish(pg_warehouse, pg_targets, tools):
+    """Two backups of one day at once, on S3: one's publish could delete the dump that the other's
+    manifest, uploaded after it, named. They now take turns on the day's backup lock, which this
+    test holds as a first backup would."""
+    import os
+    import time
+
+    import sqlalchemy as sa
+
+    from biometrics_testkit.harness import script
+
+    engine = sa.create_engine(pg_warehouse.url, isolation_level="AUTOCOMMIT")
+    key = {"day": tools.DAY.toordinal()}
+    with engine.connect() as first:
+        first.execute(sa.text("SELECT pg_advisory_lock(hashtext('biometrics_backup'), :day)"), key)
+        second = subprocess.Popen([script("biometrics-backup"), "create", "--date", tools.DAY.isoformat(),
+                                   "--staging-path", str(pg_warehouse.staging)],
+                                  env={**os.environ, **pg_warehouse.env}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        waiting, deadline = 0, time.monotonic() + 60
+        while not waiting and second.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            waiting = first.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                            "AND NOT granted AND objid::bigint = :day"), key).scalar()
+        assert waiting == 1, f"the second backup did not wait (exit {second.poll()})"
+        assert not (_location(pg_warehouse, tools) / "manifest.json").exists()
+        first.execute(sa.text("SELECT pg_advisory_unlock(hashtext('biometrics_backup'), :day)"), key)
+    engine.dispose()
+    stdout, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr
+    assert f"waiting for another backup of {tools.DAY}" in stderr
+    target = pg_targets.empty()
+    assert _restore(pg_warehouse, tools, target).exit_code == 0

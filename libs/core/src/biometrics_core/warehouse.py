@@ -16,6 +16,10 @@ DEAD_LETTER_STATUSES = ("pending", "replayed", "discarded")
 # PostgreSQL: the advisory lock of one day's data. A load holds it exclusively for its transaction,
 # validate shared while it reads the day (``pg_advisory_*lock*(DAY_LOCK)`` with ``day_lock(day)``).
 DAY_LOCK = "hashtext('biometrics_load'), :day_lock"
+# PostgreSQL: the advisory lock a backup of one day holds from before its snapshot until its backup
+# is published, so that two backups of the day run one after the other instead of each replacing
+# files of the other's (``pg_advisory_lock(BACKUP_LOCK)`` with ``day_lock(day)``)
+BACKUP_LOCK = "hashtext('biometrics_backup'), :day_lock"
 
 
 def day_lock(day: dt.date) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -40,7 +41,10 @@ def create(run: StageRun) -> RunManifest:
         # a database without the warehouse's tables (a mistyped URL, an unmigrated warehouse) would
         # replace the day's backup with an empty one
         db.require_warehouse_tables(engine, "load a day before backing it up")
-        with run.staging.workdir() as work:
+        # on PostgreSQL two backups of the day take turns: on S3 the later one's publish deleted the
+        # dump the earlier one's manifest, written after it, then named
+        lock = dump_postgres.day_backup_lock(engine, run.day) if dialect == "postgresql" else nullcontext()
+        with lock, run.staging.workdir() as work:
             out = work / "backup"
             out.mkdir()
             dump_path = out / layout.dump_file(dialect, run.manifest.run_id)

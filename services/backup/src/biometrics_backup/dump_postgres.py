@@ -8,12 +8,15 @@ in that same transaction while pg_dump runs: the dump and the manifest describe 
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import logging
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,7 +25,7 @@ from sqlalchemy.engine import make_url
 from biometrics_core import db, settings
 from biometrics_core.errors import ConfigError, StageFailed
 from biometrics_core.redact import one_line, redact
-from biometrics_core.warehouse import READINGS_TABLE, building_table_regex
+from biometrics_core.warehouse import BACKUP_LOCK, READINGS_TABLE, building_table_regex, day_lock
 
 from . import checksums
 
@@ -93,6 +96,22 @@ def partitions(conn: sa.Connection) -> dict[str, str]:
 # The tables loads build a day's readings in are not the warehouse's until attached: one being built
 # (another day's load) or left by a killed load would be backed up and restored as a table of its own
 _BUILDING_TABLES = "biometric_readings_p" + "[0-9]" * 8 + "_" + "[0-9a-f]" * 10  # pg_dump's pattern syntax
+
+
+@contextmanager
+def day_backup_lock(engine: sa.Engine, day: dt.date) -> Iterator[None]:
+    """Hold the day's backup lock (a session lock, outside any transaction: a warehouse's
+    ``idle_in_transaction_session_timeout`` does not end it). A second backup of the day waits for
+    the first to publish, then dumps what is there by then and replaces it whole."""
+    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        if not conn.execute(sa.text(f"SELECT pg_try_advisory_lock({BACKUP_LOCK})"), day_lock(day)).scalar_one():
+            log.info("waiting for another backup of %s to finish", day)
+            conn.execute(sa.text(f"SELECT pg_advisory_lock({BACKUP_LOCK})"), day_lock(day))
+        yield
+        conn.execute(sa.text(f"SELECT pg_advisory_unlock({BACKUP_LOCK})"), day_lock(day))
+    finally:
+        conn.close()  # (the server releases a session's locks with it, whatever went wrong)
 
 
 def dump(engine: sa.Engine, url: str, target: Path, scratch: Path) -> dict:
