@@ -22,5 +22,7 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "alembic.runtime.migration"):
+    # (Alembic 1.20, as installed here, logs each autogenerate plugin it sets up, at INFO, on every migration)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "alembic.runtime.migration",
+                  "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
