@@ -50,6 +50,19 @@ def test_airflow_components_drive_the_host_engine_with_the_dags(config):
     assert "api-server" in commands["airflow-api-server"] and "dag-processor" in commands["airflow-dag-processor"]
 
 
+def test_a_second_stack_on_the_host_can_have_a_network_of_its_own(tmp_path, require):
+    """The network's name is fixed so the stage containers can join it: a second stack with the
+    same name joined the first's network, where `postgres` then named both stacks' databases."""
+    require(shutil.which("docker-compose") is not None, "docker-compose is not installed")
+    env_file = tmp_path / ".env"
+    env_file.write_text((REPO / "compose" / ".env.example").read_text().replace(
+        "BIOMETRICS_NETWORK=biometrics", "BIOMETRICS_NETWORK=biometrics-staging"))
+    config = _config(env_file)
+    assert config["networks"]["default"]["name"] == "biometrics-staging"
+    for name in AIRFLOW_COMPONENTS:
+        assert config["services"][name]["environment"]["BIOMETRICS_DOCKER_NETWORK"] == "biometrics-staging"
+
+
 def test_the_airflow_image_is_the_official_3_3_image_with_the_docker_provider():
     dockerfile = (REPO / "compose" / "airflow" / "Dockerfile").read_text()
     assert re.search(r"ARG AIRFLOW_IMAGE=apache/airflow:3\.3\.\d+-python3\.11", dockerfile)
