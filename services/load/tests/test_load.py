@@ -523,3 +523,46 @@ def test_a_member_of_the_owner_role_loads_partitions_the_owner_owns(postgres_ser
                                          "WHERE relname = 'biometric_readings_p20260105'")).scalar()
         assert owner == "load_owner", role
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_operators_decision_committed_while_a_rerun_replaces_the_letters_is_kept(postgres_server, tmp_path):
+    """The rerun copied the day's letters' history, then deleted them, each statement with its own
+    snapshot: a status an operator committed in between was deleted without being kept. The
+    operator's transaction here holds its updated row until the rerun is waiting on it."""
+    import os
+    import subprocess
+    import time
+
+    from biometrics_testkit.harness import script
+    urls, env = _postgres_day(postgres_server, "decision", tmp_path)
+    _load(DAY, tmp_path, env)
+    engine = sa.create_engine(urls[1])
+    with engine.connect() as operator:
+        picked = operator.execute(sa.text("SELECT source_record_id, reason FROM etl_dead_letters WHERE date = :d "
+                                          "ORDER BY source_record_id LIMIT 1"), {"d": DAY}).one()
+        operator.execute(sa.text("UPDATE etl_dead_letters SET status = 'discarded', status_changed_at = now() "
+                                 "WHERE source_record_id = :i AND reason = :r"),
+                         {"i": picked.source_record_id, "r": picked.reason})
+        rerun = subprocess.Popen([script("biometrics-load"), "readings", "--date", str(DAY), "--staging-path",
+                                  str(tmp_path)], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        waiting, deadline = 0, time.monotonic() + 120
+        # (outside a transaction: one keeps the first view of pg_stat_activity it took)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
+            while not waiting and rerun.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                waiting = watcher.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND wait_event = 'transactionid' AND query ILIKE '%DELETE FROM etl_dead_letters%'")).scalar()
+        assert waiting, f"the rerun never waited for the operator's row (exit {rerun.poll()})"
+        operator.commit()
+    _stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    with engine.connect() as conn:
+        statuses = conn.execute(sa.text("SELECT status FROM etl_dead_letters WHERE source_record_id = :i "
+                                        "AND reason = :r"), {"i": picked.source_record_id, "r": picked.reason}
+                                ).scalars().all()
+    engine.dispose()
+    assert statuses and set(statuses) == {"discarded"}
+

@@ -266,12 +266,23 @@ def _delete_dead_letters(conn: sa.Connection, day: dt.date) -> None:
     operator decided (``replayed``/``discarded``), so reruns never reset the queue.
     """
     params = {"d": day, "stages": list(PIPELINE_STAGES)}
+    table = warehouse.DEAD_LETTERS_TABLE
+    kept = (f"source, source_record_id, reason, stage, {_record_key(conn, None)} AS record_key, created_at, status, "
+            "status_changed_at")
     conn.execute(sa.text("DROP TABLE IF EXISTS dead_letters_kept"))
-    conn.execute(_stages(
-        f"CREATE TEMP TABLE dead_letters_kept AS SELECT source, source_record_id, reason, stage, "
-        f"{_record_key(conn, None)} AS record_key, created_at, status, status_changed_at "
-        f"FROM {warehouse.DEAD_LETTERS_TABLE} WHERE date = :d AND stage IN :stages"), params)
-    conn.execute(_stages(f"DELETE FROM {warehouse.DEAD_LETTERS_TABLE} WHERE date = :d AND stage IN :stages"), params)
+    if conn.dialect.name == "postgresql":
+        # what is kept is what is deleted, in one statement: a copy taken first, then a DELETE, each
+        # with its own snapshot (READ COMMITTED), lost a decision an operator committed in between
+        # (the DELETE waits for the operator's UPDATE and returns the row as it is then)
+        conn.execute(sa.text(f"CREATE TEMP TABLE dead_letters_kept AS SELECT {kept} FROM {table} WITH NO DATA"))
+        conn.execute(_stages(f"WITH gone AS (DELETE FROM {table} WHERE date = :d AND stage IN :stages "
+                             f"RETURNING {kept}) INSERT INTO dead_letters_kept SELECT * FROM gone"), params)
+        return
+    # SQLite: the load's transaction already holds the database's write lock (it deleted the day's
+    # readings first), so no operator's update can come between the copy and the DELETE
+    conn.execute(_stages(f"CREATE TEMP TABLE dead_letters_kept AS SELECT {kept} FROM {table} "
+                         "WHERE date = :d AND stage IN :stages"), params)
+    conn.execute(_stages(f"DELETE FROM {table} WHERE date = :d AND stage IN :stages"), params)
 
 
 # Which dead letter a row is. Its record too: one id can have several letters of one reason (a vendor
