@@ -443,3 +443,43 @@ def test_a_second_backup_of_the_day_waits_for_the_first_to_publish(pg_warehouse,
     assert f"waiting for another backup of {tools.DAY}" in stderr
     target = pg_targets.empty()
     assert _restore(pg_warehouse, tools, target).exit_code == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", ["create", "purge"])
+def test_a_backup_and_a_purge_wait_for_a_partition_swap_in_progress(pg_warehouse, pg_targets, tools, command):
+    """A load's swap (or a purge's drop) that committed after a backup's snapshot had the backup's
+    checksums count what pg_dump left out, and a DETACH queued between the backup's session and
+    pg_dump held both up until its lock timeout. The test holds the partitions' lock as a load does
+    while it swaps its day in."""
+    import os
+    import time
+
+    import sqlalchemy as sa
+
+    from biometrics_testkit.harness import script
+
+    engine = sa.create_engine(pg_warehouse.url)
+    with engine.connect() as load:
+        load.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('biometrics_partitions'), 0)"))
+        other = subprocess.Popen([script("biometrics-backup"), command, "--date", tools.DAY.isoformat(),
+                                  "--staging-path", str(pg_warehouse.staging)],
+                                 env={**os.environ, **pg_warehouse.env}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        waiting, deadline = 0, time.monotonic() + 120
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
+            while not waiting and other.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+                waiting = watcher.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                                  "AND NOT granted AND objid = 0")).scalar()
+        assert waiting == 1, f"{command} did not wait for the swap (exit {other.poll()})"
+        assert not (_location(pg_warehouse, tools) / "manifest.json").exists()
+        load.commit()
+    engine.dispose()
+    _stdout, stderr = other.communicate(timeout=300)
+    assert other.returncode == 0, stderr
+    if command == "create":
+        assert "waiting for a load or purge to finish changing the readings' partitions" in stderr
+        assert _restore(pg_warehouse, tools, pg_targets.empty()).exit_code == 0
+    else:
+        assert "waiting for a backup of the warehouse to finish" in stderr

@@ -566,3 +566,36 @@ def test_an_operators_decision_committed_while_a_rerun_replaces_the_letters_is_k
     engine.dispose()
     assert statuses and set(statuses) == {"discarded"}
 
+
+
+@pytest.mark.postgres
+def test_a_load_swaps_its_day_in_only_after_a_backup_in_progress(postgres_server, tmp_path):
+    """A day attached while a backup ran was counted by the backup's checksums (its rows are frozen)
+    but left out of pg_dump's snapshot: the backup exited 0 and could never be restored. The test
+    holds the partitions' lock shared, as a backup does from before its snapshot to its end."""
+    import os
+    import subprocess
+    import time
+
+    from biometrics_testkit.harness import script
+    urls, env = _postgres_day(postgres_server, "during_backup", tmp_path)
+    run_stage("load", "migrate", env=env)
+    engine = sa.create_engine(urls[1], isolation_level="AUTOCOMMIT")
+    with engine.connect() as backup:
+        backup.execute(sa.text("SELECT pg_advisory_lock_shared(hashtext('biometrics_partitions'), 0)"))
+        load = subprocess.Popen([script("biometrics-load"), "readings", "--date", str(DAY), "--staging-path",
+                                 str(tmp_path)], env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        waiting, deadline = 0, time.monotonic() + 120
+        while not waiting and load.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            waiting = backup.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                             "AND NOT granted AND objid = 0")).scalar()
+        assert waiting == 1, f"the load did not wait for the backup (exit {load.poll()})"
+        assert "biometric_readings_p20260105" not in _readings_tables(engine)
+        backup.execute(sa.text("SELECT pg_advisory_unlock_shared(hashtext('biometrics_partitions'), 0)"))
+    _stdout, stderr = load.communicate(timeout=300)
+    assert load.returncode == 0, stderr
+    assert "waiting for a backup of the warehouse to finish" in stderr
+    assert "biometric_readings_p20260105" in _readings_tables(engine)
+    engine.dispose()

@@ -1,9 +1,12 @@
-"""Names in the warehouse, shared by the stages that read or write it (the schema itself is the
-load stage's Alembic migrations)."""
+"""Names and advisory locks in the warehouse, shared by the stages that read or write it (the
+schema itself is the load stage's Alembic migrations)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+
+import sqlalchemy as sa
 
 READINGS_TABLE = "biometric_readings"
 DAILY_METRICS_TABLE = "daily_metrics"
@@ -24,6 +27,28 @@ BACKUP_LOCK = "hashtext('biometrics_backup'), :day_lock"
 
 def day_lock(day: dt.date) -> dict:
     return {"day_lock": day.toordinal()}
+
+
+# PostgreSQL: the advisory lock that keeps the readings' partitions as they are. A load swapping its
+# day in and a purge dropping old days hold it exclusively for their transaction; a backup holds it
+# shared from before its snapshot until pg_dump and its checksums are done. A partition attached
+# after the backup's snapshot holds rows written by COPY … FREEZE, which that snapshot sees, so its
+# checksums counted a day that pg_dump (which lists the partitions as of the snapshot) left out: a
+# backup published with exit 0 that could never be restored. And a DETACH queued behind the backup's
+# lock on the table had pg_dump's own lock queue behind it, while the backup waited for pg_dump.
+PARTITIONS_LOCK = "hashtext('biometrics_partitions'), 0"
+
+
+def lock_partitions(conn: sa.Connection, log: logging.Logger) -> None:
+    """Take ``PARTITIONS_LOCK`` for the rest of ``conn``'s transaction, waiting for a backup in
+    progress however long it takes (the transaction's ``lock_timeout`` is for table locks)."""
+    if conn.execute(sa.text(f"SELECT pg_try_advisory_xact_lock({PARTITIONS_LOCK})")).scalar():
+        return
+    log.info("waiting for a backup of the warehouse to finish before changing its partitions")
+    timeout = conn.execute(sa.text("SELECT current_setting('lock_timeout')")).scalar()
+    conn.execute(sa.text("SET LOCAL lock_timeout = 0"))
+    conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({PARTITIONS_LOCK})"))
+    conn.execute(sa.text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": timeout})
 
 
 def partition_name(day: dt.date) -> str:

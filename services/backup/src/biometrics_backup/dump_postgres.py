@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from biometrics_core import db, settings
 from biometrics_core.errors import ConfigError, StageFailed
 from biometrics_core.redact import one_line, redact
-from biometrics_core.warehouse import BACKUP_LOCK, READINGS_TABLE, building_table_regex, day_lock
+from biometrics_core.warehouse import BACKUP_LOCK, PARTITIONS_LOCK, READINGS_TABLE, building_table_regex, day_lock
 
 from . import checksums
 
@@ -114,8 +114,29 @@ def day_backup_lock(engine: sa.Engine, day: dt.date) -> Iterator[None]:
         conn.close()  # (the server releases a session's locks with it, whatever went wrong)
 
 
+@contextmanager
+def _partitions_held(engine: sa.Engine) -> Iterator[None]:
+    """Hold ``PARTITIONS_LOCK`` shared, on a connection of its own: taken in the snapshot's
+    transaction, its wait would come after the snapshot it must precede."""
+    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        if not conn.execute(sa.text(f"SELECT pg_try_advisory_lock_shared({PARTITIONS_LOCK})")).scalar_one():
+            log.info("waiting for a load or purge to finish changing the readings' partitions")
+            conn.execute(sa.text(f"SELECT pg_advisory_lock_shared({PARTITIONS_LOCK})"))
+        yield
+        conn.execute(sa.text(f"SELECT pg_advisory_unlock_shared({PARTITIONS_LOCK})"))
+    finally:
+        conn.close()
+
+
 def dump(engine: sa.Engine, url: str, target: Path, scratch: Path) -> dict:
-    """Dump the database into the file ``target``; return the manifest facts (incl. table checksums)."""
+    """Dump the database into the file ``target``; return the manifest facts (incl. table checksums).
+    No partition is attached or dropped meanwhile (``PARTITIONS_LOCK``)."""
+    with _partitions_held(engine):
+        return _dump(engine, url, target, scratch)
+
+
+def _dump(engine: sa.Engine, url: str, target: Path, scratch: Path) -> dict:
     log_path = scratch / "pg_dump.log"
     argv = [client_tool("pg_dump"), "--format=custom", "--no-password", f"--file={target}",
             f"--exclude-table={_BUILDING_TABLES}"]

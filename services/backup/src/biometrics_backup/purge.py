@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from biometrics_core import db
 from biometrics_core.errors import ConfigError
 from biometrics_core.staging import Staging
-from biometrics_core.warehouse import DAILY_METRICS_TABLE, DEAD_LETTERS_TABLE, READINGS_TABLE, RUNS_TABLE
+from biometrics_core.warehouse import (DAILY_METRICS_TABLE, DEAD_LETTERS_TABLE, READINGS_TABLE, RUNS_TABLE,
+                                      lock_partitions)
 
 from . import layout
 
@@ -54,6 +55,7 @@ def _drop_partitions(engine: sa.Engine, cutoff: dt.date) -> list[dict]:
         quoted = engine.dialect.identifier_preparer.quote(name)
         with engine.begin() as conn:
             conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+            lock_partitions(conn, log)  # after any backup in progress, which still lists the partition
             rows = conn.exec_driver_sql(f"SELECT count(*) FROM {quoted}").scalar_one()
             conn.exec_driver_sql(f"ALTER TABLE {READINGS_TABLE} DETACH PARTITION {quoted}")
             conn.exec_driver_sql(f"DROP TABLE {quoted}")

@@ -211,6 +211,7 @@ def _swap_in(conn: sa.Connection, day: dt.date, building: str, partition: str) -
     """Replace the day's partition by the built table; returns the rows the old one held."""
     parent = warehouse.READINGS_TABLE
     replaced = 0
+    warehouse.lock_partitions(conn, log)
     if _timed(conn, "SELECT to_regclass(:name) IS NOT NULL", {"name": partition}).scalar():
         replaced = _timed(conn, f"SELECT count(*) FROM {partition}").scalar()
         _timed(conn, f"ALTER TABLE {parent} DETACH PARTITION {partition}")
