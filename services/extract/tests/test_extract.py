@@ -420,3 +420,33 @@ def test_the_manifest_says_whether_the_source_keys_its_ids(tmp_path, monkeypatch
     unkeyed = sample.write_sqlite_source_without_constraints(tmp_path / "unkeyed.db", _source_table(),
                                                              primary_key=False)
     assert _extract(unkeyed, tmp_path / "b", monkeypatch)["details"]["database_ids_unique"] is False
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("shape", ["an invalid unique index", "a child table", "text ids"])
+def test_a_key_that_does_not_cover_every_id_the_extract_reads_is_not_trusted(postgres_server, shape):
+    """Each of these reported the ids unique, so the transform skipped them and the load refused the
+    day on every retry: an index a failed CREATE UNIQUE INDEX CONCURRENTLY left INVALID, a key on a
+    parent whose child (which the extract's SELECT reads) repeats an id, a text key ('1', '01')."""
+    import sqlalchemy as sa
+
+    from biometrics_extract.database import ids_are_unique
+    url = postgres_server.create_database("id_cover")
+    columns = ("user_id BIGINT, device_id TEXT, metric_type TEXT, value FLOAT, unit TEXT, created_at TIMESTAMPTZ, "
+               "ingested_at TIMESTAMPTZ")
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if shape == "an invalid unique index":
+            conn.execute(sa.text(f"CREATE TABLE raw_biometric_data (reading_id BIGINT, {columns})"))
+            conn.execute(sa.text("INSERT INTO raw_biometric_data (reading_id) VALUES (1), (1)"))
+            with pytest.raises(sa.exc.IntegrityError):
+                conn.execute(sa.text("CREATE UNIQUE INDEX CONCURRENTLY ux_id ON raw_biometric_data (reading_id)"))
+        elif shape == "a child table":
+            conn.execute(sa.text(f"CREATE TABLE raw_biometric_data (reading_id BIGINT PRIMARY KEY, {columns})"))
+            conn.execute(sa.text("CREATE TABLE raw_biometric_data_late () INHERITS (raw_biometric_data)"))
+        else:
+            conn.execute(sa.text(f"CREATE TABLE raw_biometric_data (reading_id TEXT PRIMARY KEY, {columns})"))
+    try:
+        assert ids_are_unique(engine) is False
+    finally:
+        engine.dispose()

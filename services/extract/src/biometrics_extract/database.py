@@ -89,18 +89,39 @@ def _refuse_wrapped_times(batch: pa.RecordBatch, name: str, column: pa.Array) ->
 
 def ids_are_unique(engine: Engine) -> bool:
     """Whether the source itself guarantees one row per ``reading_id``: its primary key, a unique
-    constraint or a unique index (not a partial one) on that column alone. The application's table
-    has one; a copy, a view or a replica made without it may hold two readings under one id, which
-    the transform must then look for (the warehouse's key would refuse the whole day)."""
+    constraint or a valid, non-partial unique index on that column alone, an integer column, of a
+    table without inheritance children. The application's table has one; a copy, a view or a
+    replica made without it may hold two readings under one id, which the transform must then look
+    for (the warehouse's key would refuse the whole day). Text ids unique as text ('1', '01') are
+    one id once cast, and a parent's key does not cover its children's rows, which the extract reads."""
     inspector = sa.inspect(engine)
+    column = next((c for c in inspector.get_columns(SOURCE_TABLE) if c["name"] == "reading_id"), None)
+    if column is None or not isinstance(column["type"], sa.Integer):
+        return False
+    if db.is_postgres(engine) and _has_inheritance_children(engine):
+        return False
     alone = ["reading_id"]
     if (inspector.get_pk_constraint(SOURCE_TABLE) or {}).get("constrained_columns") == alone:
         return True
     if any(c["column_names"] == alone for c in inspector.get_unique_constraints(SOURCE_TABLE)):
         return True
-    return any(index.get("unique") and index["column_names"] == alone
-               and not any(k.endswith("_where") and v is not None for k, v in index.get("dialect_options", {}).items())
+    return any(index.get("unique") and index["column_names"] == alone and _covers_every_row(index)
                for index in inspector.get_indexes(SOURCE_TABLE))
+
+
+def _covers_every_row(index: dict) -> bool:
+    """Not a partial index, nor an invalid one (left by a CREATE UNIQUE INDEX CONCURRENTLY that failed)."""
+    options = index.get("dialect_options", {})
+    return not options.get("postgresql_invalid") and not any(
+        name.endswith("_where") and value is not None for name, value in options.items())
+
+
+def _has_inheritance_children(engine: Engine) -> bool:
+    """A plain table that others inherit from (a partitioned table's key covers its partitions)."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent "
+            "WHERE i.inhparent = to_regclass(:table) AND c.relkind = 'r')"), {"table": SOURCE_TABLE}).scalar()
 
 
 def _text_may_not_be_utf8(engine: Engine) -> bool:
