@@ -277,3 +277,33 @@ def test_too_many_connections_is_the_same_exit_code_through_every_driver(postgre
         admin.dispose()
     assert {driver: code for driver, (_message, code) in codes.items()} == {"sqlalchemy": 2, "adbc": 2}
     assert all("too many connections" in message and "limited" not in message for message, _ in codes.values())
+
+
+@pytest.mark.postgres
+def test_a_lock_timeout_is_a_failed_run_not_a_configuration_error(postgres_server):
+    """lock_timeout (55P03) came through SQLAlchemy as an OperationalError, which was exit 2 like a
+    connection refused; a load waiting on a lock is a stage that ran and failed (exit 1)."""
+    import psycopg2
+    import sqlalchemy as sa
+
+    from biometrics_core.cli import classify
+    url = postgres_server.create_database("lock_timeout")
+    engine = sa.create_engine(url)
+    # (the session's own setting: a SET in the transaction would go with its rollback)
+    impatient = sa.create_engine(url, connect_args={"options": "-c lock_timeout=50ms"})
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (id int)"))
+    with engine.connect() as holder, impatient.connect() as waiter:
+        holder.execute(sa.text("LOCK TABLE t IN ACCESS EXCLUSIVE MODE"))
+        with pytest.raises(sa.exc.OperationalError) as wrapped:
+            waiter.execute(sa.text("SELECT * FROM t"))
+        waiter.rollback()
+        raw = waiter.connection.dbapi_connection.cursor()
+        with pytest.raises(psycopg2.OperationalError) as unwrapped:
+            raw.execute("SELECT * FROM t")
+        holder.rollback()
+    engine.dispose()
+    impatient.dispose()
+    for exc in (wrapped.value, unwrapped.value):
+        message, code = classify(exc)
+        assert code == 1 and "lock timeout" in message, (message, code)

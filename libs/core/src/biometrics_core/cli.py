@@ -105,6 +105,18 @@ class StageRun:
 _CONFIGURATION_SQLSTATES = ("42501", "28P01", "28000")
 
 
+# SQLSTATE classes of an operational error that the stage met while it ran, which no setting causes
+# and a retry may mend: a transaction rolled back (40: a deadlock), a lock not granted in time (55:
+# lock_timeout), an operator's or the server's intervention (57: statement_timeout, a shutdown).
+# Any other operational error is a connection that cannot be made (exit 2).
+_TRANSIENT_SQLSTATE_CLASSES = ("40", "55", "57")
+
+
+def _operational_exit_code(orig: BaseException) -> int:
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None) or ""
+    return EXIT_FAILED if code[:2] in _TRANSIENT_SQLSTATE_CLASSES else EXIT_USAGE
+
+
 def _database_error(orig: BaseException) -> tuple[str, int]:
     code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
     message = leave_out_details(str(orig), orig)
@@ -121,14 +133,14 @@ def classify(exc: BaseException) -> tuple[str, int]:
     except ImportError:  # pragma: no cover
         DBAPIError = OperationalError = SQLAlchemyError = ()  # type: ignore[assignment]
     if isinstance(exc, OperationalError):
-        return f"database error: {exc.orig}", EXIT_USAGE
+        return f"database error: {exc.orig}", _operational_exit_code(exc.orig)
     if isinstance(exc, DBAPIError):
         return _database_error(exc.orig)
     if _is_driver_error(exc):  # raised by the driver itself, as by a COPY on its raw cursor or ADBC's
         message, code = _database_error(exc)
         # an operational error as SQLAlchemy's wrapper of it gives it above ("too many clients" was
         # exit 2 through SQLAlchemy's connection and exit 1 through ADBC's)
-        return message, EXIT_USAGE if _is_operational(exc) else code
+        return message, _operational_exit_code(exc) if _is_operational(exc) else code
     if isinstance(exc, SQLAlchemyError):
         return f"database error: {exc}", EXIT_FAILED
     if isinstance(exc, MemoryError):
