@@ -112,13 +112,17 @@ _CONFIGURATION_SQLSTATES = ("42501", "28P01", "28000")
 _TRANSIENT_SQLSTATE_CLASSES = ("40", "55", "57")
 
 
+def _sqlstate(orig: BaseException) -> str:
+    """The error's SQLSTATE as psycopg2 (``pgcode``) or psycopg and ADBC (``sqlstate``) give it, or ''."""
+    return getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None) or ""
+
+
 def _operational_exit_code(orig: BaseException) -> int:
-    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None) or ""
-    return EXIT_FAILED if code[:2] in _TRANSIENT_SQLSTATE_CLASSES else EXIT_USAGE
+    return EXIT_FAILED if _sqlstate(orig)[:2] in _TRANSIENT_SQLSTATE_CLASSES else EXIT_USAGE
 
 
 def _database_error(orig: BaseException) -> tuple[str, int]:
-    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    code = _sqlstate(orig)
     message = leave_out_details(str(orig), orig)
     return f"database error: {message}", EXIT_USAGE if code in _CONFIGURATION_SQLSTATES else EXIT_FAILED
 
