@@ -99,40 +99,33 @@ _BUILDING_TABLES = "biometric_readings_p" + "[0-9]" * 8 + "_" + "[0-9a-f]" * 10 
 
 
 @contextmanager
-def day_backup_lock(engine: sa.Engine, day: dt.date) -> Iterator[None]:
-    """Hold the day's backup lock (a session lock, outside any transaction: a warehouse's
-    ``idle_in_transaction_session_timeout`` does not end it). A second backup of the day waits for
-    the first to publish, then dumps what is there by then and replaces it whole."""
+def _session_lock(engine: sa.Engine, lock: str, params: dict, waiting: str, shared: bool = False) -> Iterator[None]:
+    """Hold an advisory lock on a connection of its own, outside any transaction: a warehouse's
+    ``idle_in_transaction_session_timeout`` does not end it, and a wait for it comes before the
+    snapshot the caller takes after. ``waiting`` is logged when another session holds it."""
+    kind = "_shared" if shared else ""
     conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     try:
-        if not conn.execute(sa.text(f"SELECT pg_try_advisory_lock({BACKUP_LOCK})"), day_lock(day)).scalar_one():
-            log.info("waiting for another backup of %s to finish", day)
-            conn.execute(sa.text(f"SELECT pg_advisory_lock({BACKUP_LOCK})"), day_lock(day))
+        if not conn.execute(sa.text(f"SELECT pg_try_advisory_lock{kind}({lock})"), params).scalar_one():
+            log.info(waiting)
+            conn.execute(sa.text(f"SELECT pg_advisory_lock{kind}({lock})"), params)
         yield
-        conn.execute(sa.text(f"SELECT pg_advisory_unlock({BACKUP_LOCK})"), day_lock(day))
+        conn.execute(sa.text(f"SELECT pg_advisory_unlock{kind}({lock})"), params)
     finally:
         conn.close()  # (the server releases a session's locks with it, whatever went wrong)
 
 
-@contextmanager
-def _partitions_held(engine: sa.Engine) -> Iterator[None]:
-    """Hold ``PARTITIONS_LOCK`` shared, on a connection of its own: taken in the snapshot's
-    transaction, its wait would come after the snapshot it must precede."""
-    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        if not conn.execute(sa.text(f"SELECT pg_try_advisory_lock_shared({PARTITIONS_LOCK})")).scalar_one():
-            log.info("waiting for a load or purge to finish changing the readings' partitions")
-            conn.execute(sa.text(f"SELECT pg_advisory_lock_shared({PARTITIONS_LOCK})"))
-        yield
-        conn.execute(sa.text(f"SELECT pg_advisory_unlock_shared({PARTITIONS_LOCK})"))
-    finally:
-        conn.close()
+def day_backup_lock(engine: sa.Engine, day: dt.date):
+    """The day's backup lock: a second backup of the day waits for the first to publish, then dumps
+    what is there by then and replaces it whole."""
+    return _session_lock(engine, BACKUP_LOCK, day_lock(day), f"waiting for another backup of {day} to finish")
 
 
 def dump(engine: sa.Engine, url: str, target: Path, scratch: Path) -> dict:
     """Dump the database into the file ``target``; return the manifest facts (incl. table checksums).
     No partition is attached or dropped meanwhile (``PARTITIONS_LOCK``)."""
-    with _partitions_held(engine):
+    with _session_lock(engine, PARTITIONS_LOCK, {}, "waiting for a load or purge to finish changing the readings' "
+                       "partitions", shared=True):
         return _dump(engine, url, target, scratch)
 
 
