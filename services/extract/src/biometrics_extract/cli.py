@@ -45,7 +45,7 @@ def readings(run: StageRun):
     check_source(engine)
     ids_unique = database.ids_are_unique(engine)
     if not ids_unique:
-        log.warning("%s has no primary key or unique index on reading_id: the transform checks the "
+        log.warning("no key of %s makes every reading_id the extract reads unique: the transform checks the "
                     "database's ids too (a conflicting id is a dead letter)", SOURCE_TABLE)
     vendor_files = vendor.read_inbox(_inbox(run), run.day)
     counts: dict[str, int] = {}
